@@ -213,7 +213,13 @@ def _build(schema: type, tree: dict, prefix: str, sources: dict[str, str], root_
             values[name] = _check_value(hints[name], tree[name], dotted, sources, root_source)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{root_source}: missing required value '{dotted}'")
-    return schema(**values)
+    try:
+        return schema(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{root_source}: {error}") from error
+    except ValueError as error:
+        section = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{root_source}: {section}: {error}") from error
 
 
 def validate(schema: type, tree: dict, sources: dict[str, str] | None = None, root_source: str = "<config>") -> Any:

@@ -13,6 +13,10 @@ class OptimConfig:
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
 
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
 
 @dataclass
 class ModelConfig:
@@ -90,6 +94,12 @@ def test_wrong_type_names_the_file_that_set_it(tmp_path, configs):
     bad_item = write(tmp_path / "item.json", '{ base_config: "config/base.json", model: {block_out_channels: [1, 2.5]} }')
     with pytest.raises(ConfigError, match=r"model\.block_out_channels\[1\]"):
         load_config(bad_item, ExperimentConfig)
+
+
+def test_range_checks_of_a_schema_name_file_and_section(tmp_path, configs):
+    bad = write(tmp_path / "neg.json", '{ base_config: "config/base.json", optim: { learning_rate: -1 } }')
+    with pytest.raises(ConfigError, match=r"neg\.json: optim: learning_rate must be > 0, got -1"):
+        load_config(bad, ExperimentConfig)
 
 
 def test_missing_required_value(tmp_path):

@@ -1,0 +1,151 @@
+"""Noise schedules, samplers and the denoiser wrapper around the UNet.
+
+Schedules and samplers are diffusers' schedulers (never hand-written here); `Denoiser` owns what diffusers does
+not: the training target for the prediction type (ε or v), the masked, optionally min-SNR-weighted loss (Hang et
+al. 2023, "Efficient Diffusion Training via Min-SNR Weighting"), and classifier-free guidance as one batched
+UNet call.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    UniPCMultistepScheduler,
+)
+from torch import nn
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,
+    "ddpm": DDPMScheduler,
+    "pndm": PNDMScheduler,
+    "dpmsolver++": DPMSolverMultistepScheduler,
+    "unipc": UniPCMultistepScheduler,
+    "euler": EulerDiscreteScheduler,
+}
+
+
+@dataclass
+class NoiseScheduleConfig:
+    """The training noise schedule; AudioLDM 2's numbers are the defaults (REFERENCE.md)."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    beta_schedule: Literal["scaled_linear", "linear", "squaredcos_cap_v2"] = "scaled_linear"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+
+
+def build_scheduler(name: str, schedule: NoiseScheduleConfig):
+    """A diffusers sampler for `name` (one of SCHEDULERS) on the training schedule.
+
+    DDIM gets the reference pipeline's settings (steps_offset 1, set_alpha_to_one false, "leading" spacing);
+    DPM-Solver++ is the second-order multistep variant ("dpmsolver++")."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    common = dict(
+        num_train_timesteps=schedule.num_train_timesteps,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        beta_schedule=schedule.beta_schedule,
+        prediction_type=schedule.prediction_type,
+    )
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading")
+    if name == "pndm":
+        return PNDMScheduler(**common, skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1)
+    if name == "dpmsolver++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    if name == "unipc":
+        return UniPCMultistepScheduler(**common)
+    return SCHEDULERS[name](**common)
+
+
+class Denoiser(nn.Module):
+    """The UNet plus its training objective.
+
+    `unet(sample (B,C,H,W), timestep (B,), contexts, context_masks) -> (B,C,H,W)` predicts ε or v.
+    """
+
+    def __init__(self, *, unet: nn.Module, schedule: NoiseScheduleConfig, min_snr_gamma: float | None = None):
+        super().__init__()
+        self.unet = unet
+        self.prediction_type = schedule.prediction_type
+        self.min_snr_gamma = min_snr_gamma
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=schedule.num_train_timesteps,
+            beta_start=schedule.beta_start,
+            beta_end=schedule.beta_end,
+            beta_schedule=schedule.beta_schedule,
+            prediction_type=schedule.prediction_type,
+        )
+        self.register_buffer("alphas_cumprod", self.train_scheduler.alphas_cumprod.clone().float(), persistent=False)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the UNet learns to output: ε, or v = sqrt(ᾱ) ε - sqrt(1-ᾱ) x0 (Salimans & Ho 2022)."""
+        if self.prediction_type == "epsilon":
+            return noise
+        alpha_bar = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * latents
+
+    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights (B,): ones, or min-SNR-γ weights for the prediction type."""
+        if self.min_snr_gamma is None:
+            return torch.ones(timesteps.shape[0], device=timesteps.device)
+        alpha_bar = self.alphas_cumprod[timesteps]
+        snr = alpha_bar / (1 - alpha_bar)
+        clipped = snr.clamp(max=self.min_snr_gamma)
+        return clipped / snr if self.prediction_type == "epsilon" else clipped / (snr + 1)
+
+    def loss(
+        self,
+        latents: torch.Tensor,
+        contexts: Sequence[torch.Tensor],
+        context_masks: Sequence[torch.Tensor | None] | None,
+        *,
+        timesteps: torch.Tensor,
+        noise: torch.Tensor,
+        latent_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Weighted MSE between the UNet output and the target.
+
+        latents (B,C,H,W) clean scaled latents; timesteps (B,) long; noise like latents; latent_mask (B,1,H,1)
+        or (B,1,H,W) with 0 on padded time steps, which then do not count. Returns a scalar."""
+        noisy = self.train_scheduler.add_noise(latents, noise, timesteps)
+        prediction = self.unet(noisy, timesteps, contexts, context_masks)
+        squared_error = F.mse_loss(prediction.float(), self.target(latents, noise, timesteps).float(), reduction="none")
+        if latent_mask is None:
+            per_sample = squared_error.mean(dim=(1, 2, 3))
+        else:
+            mask = latent_mask.expand_as(squared_error)
+            per_sample = (squared_error * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1)
+        return (per_sample * self.loss_weights(timesteps)).mean()
+
+    def guided_prediction(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        contexts: Sequence[torch.Tensor],
+        context_masks: Sequence[torch.Tensor | None] | None,
+        guidance_scale: float,
+    ) -> torch.Tensor:
+        """Classifier-free guidance (Ho & Salimans 2022) as one batched UNet call.
+
+        With guidance, contexts hold 2B rows in the order [negative/unconditional, positive]; latents (B,C,H,W).
+        """
+        if guidance_scale <= 1.0:
+            return self.unet(latents, timestep, contexts, context_masks)
+        doubled = torch.cat([latents, latents])
+        negative, positive = self.unet(doubled, timestep, contexts, context_masks).chunk(2)
+        return negative + guidance_scale * (positive - negative)
