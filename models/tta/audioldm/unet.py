@@ -1,0 +1,223 @@
+"""Latent-diffusion UNet conditioned on one or more text context streams (AudioLDM and AudioLDM 2).
+
+One implementation serves both systems through ``cross_attention_dims``, the list of spatial transformers that
+follows every ResNet of an attention-carrying block:
+
+- AudioLDM-style stage 2 with one text encoder, e.g. ``[384]``: one transformer with self-attention and
+  cross-attention to the (masked) text states;
+- AudioLDM 2, ``[None, 768, 1024]``: a transformer with two self-attentions, one cross-attending to the 8 GPT-2
+  "language of audio" vectors, one cross-attending to the Flan-T5 states (Liu et al. 2023, AudioLDM 2).
+
+Numerically identical to diffusers ``AudioLDM2UNet2DConditionModel`` on the same weights (see ``unet_key_map``).
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.tta.audioldm.unet_blocks import DownBlock, MidBlock, UpBlock
+from modules.embeddings import TimestepEmbedding
+
+
+class AudioLDMUNet(nn.Module):
+    """Denoiser ``(noisy latent, timestep, text contexts) -> (B, C_out, H, W)`` (Rombach et al. 2022, LDM).
+
+    Down path: block ``i`` has ``layers_per_block`` ResNets at ``block_out_channels[i]`` channels, each followed by
+    an attention group when ``attention_blocks[i]``; all blocks but the last halve H and W. A mid block (ResNet,
+    attention group, ResNet), then a mirrored up path with ``layers_per_block + 1`` ResNets per block, each
+    concatenating one skip. Latents of any H and W work: the up path interpolates to the skips' sizes.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        block_out_channels: Sequence[int],
+        attention_blocks: Sequence[bool],
+        cross_attention_dims: Sequence[int | None],
+        layers_per_block: int = 2,
+        transformer_layers_per_block: int = 1,
+        num_attention_heads: int = 8,
+        norm_groups: int = 32,
+        norm_eps: float = 1e-5,
+        timestep_sinusoid_dim: int | None = None,
+        time_embed_dim: int | None = None,
+        flip_sin_to_cos: bool = True,
+        freq_shift: float = 0.0,
+        downsample_padding: int = 1,
+        dropout: float = 0.0,
+        use_gradient_checkpointing: bool = False,
+    ) -> None:
+        """Build the UNet.
+
+        Args:
+            block_out_channels: channels per resolution level, e.g. (128, 256, 384, 640).
+            attention_blocks: per down block, whether its ResNets are followed by attention groups; the up path
+                mirrors it. The mid block always has one.
+            cross_attention_dims: one spatial transformer per entry after each ResNet of an attention block;
+                ``None`` = self-attention only, an int = cross-attention to a context stream of that width. The
+                non-None entries, in order, consume ``forward``'s ``contexts``.
+            transformer_layers_per_block: transformer layers inside each spatial transformer.
+            num_attention_heads: heads of every attention; head width = channels / heads.
+            timestep_sinusoid_dim: width of the sinusoidal timestep features (default ``block_out_channels[0]``).
+            time_embed_dim: width of the time embedding MLP (default ``4 * block_out_channels[0]``).
+            dropout: dropout inside ResNets and transformer feed-forwards (0 in the public checkpoints).
+            use_gradient_checkpointing: recompute ResNet and transformer activations in the backward pass to save
+                memory; the ``use_gradient_checkpointing`` attribute can be changed after construction.
+        """
+        super().__init__()
+        num_blocks = len(block_out_channels)
+        if num_blocks == 0 or len(attention_blocks) != num_blocks:
+            raise ValueError(
+                f"attention_blocks ({len(attention_blocks)}) must have one entry per block_out_channels ({num_blocks})"
+            )
+        if len(cross_attention_dims) == 0:
+            raise ValueError("cross_attention_dims needs at least one entry (None for a self-attention transformer)")
+        for channels in block_out_channels:
+            if channels % norm_groups != 0 or channels % num_attention_heads != 0:
+                raise ValueError(
+                    f"block channels {channels} must be divisible by norm_groups ({norm_groups}) and "
+                    f"num_attention_heads ({num_attention_heads})"
+                )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.cross_attention_dims = list(cross_attention_dims)
+        self.use_gradient_checkpointing = use_gradient_checkpointing
+        timestep_sinusoid_dim = timestep_sinusoid_dim or block_out_channels[0]
+        time_embed_dim = time_embed_dim or 4 * block_out_channels[0]
+        attention_args = dict(
+            heads=num_attention_heads,
+            transformer_layers=transformer_layers_per_block,
+            norm_groups=norm_groups,
+            dropout=dropout,
+        )
+        resnet_args = dict(temb_channels=time_embed_dim, norm_eps=norm_eps)
+
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], kernel_size=3, padding=1)
+        self.time_embedding = TimestepEmbedding(
+            sinusoid_dim=timestep_sinusoid_dim,
+            embed_dim=time_embed_dim,
+            flip_sin_to_cos=flip_sin_to_cos,
+            freq_shift=freq_shift,
+        )
+
+        skip_channels = [block_out_channels[0]]
+        self.down_blocks = nn.ModuleList()
+        for index, channels in enumerate(block_out_channels):
+            is_last = index == num_blocks - 1
+            self.down_blocks.append(
+                DownBlock(
+                    in_channels=block_out_channels[max(index - 1, 0)],
+                    out_channels=channels,
+                    num_layers=layers_per_block,
+                    add_downsample=not is_last,
+                    cross_attention_dims=cross_attention_dims if attention_blocks[index] else None,
+                    downsample_padding=downsample_padding,
+                    **resnet_args,
+                    **attention_args,
+                )
+            )
+            skip_channels += [channels] * (layers_per_block + (0 if is_last else 1))
+
+        self.mid_block = MidBlock(
+            channels=block_out_channels[-1],
+            cross_attention_dims=cross_attention_dims,
+            **resnet_args,
+            **attention_args,
+        )
+
+        self.up_blocks = nn.ModuleList()
+        previous_channels = block_out_channels[-1]
+        for index in reversed(range(num_blocks)):
+            consumed = [skip_channels.pop() for _ in range(layers_per_block + 1)]
+            self.up_blocks.append(
+                UpBlock(
+                    in_channels=previous_channels,
+                    out_channels=block_out_channels[index],
+                    skip_channels=consumed,
+                    add_upsample=index > 0,
+                    cross_attention_dims=cross_attention_dims if attention_blocks[index] else None,
+                    **resnet_args,
+                    **attention_args,
+                )
+            )
+            previous_channels = block_out_channels[index]
+
+        self.norm_out = nn.GroupNorm(num_groups=norm_groups, num_channels=block_out_channels[0], eps=norm_eps)
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
+
+    @property
+    def context_dims(self) -> list[int]:
+        """Widths of the context streams ``forward`` expects, in order."""
+        return [dim for dim in self.cross_attention_dims if dim is not None]
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        contexts: Sequence[torch.Tensor] = (),
+        context_masks: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """Predict noise (or v, or x0: whatever it was trained for) for ``sample`` at ``timestep``.
+
+        Args:
+            sample: (B, C_in, H, W) noisy latents, any H and W.
+            timestep: (B,) or scalar diffusion step (integer or fractional).
+            contexts: one (B, M_i, D_i) tensor per non-None entry of ``cross_attention_dims``, in order.
+            context_masks: None, or one (B, M_i) mask per context (True/1 = attend) or None for "all valid".
+
+        Returns:
+            (B, C_out, H, W).
+        """
+        batch = sample.shape[0]
+        entry_contexts, entry_masks = self._route_contexts(batch, contexts, context_masks)
+        timesteps = torch.as_tensor(timestep, device=sample.device)
+        if timesteps.ndim > 1 or timesteps.numel() not in (1, batch):
+            raise ValueError(f"timestep must be a scalar or have shape ({batch},), got {tuple(timesteps.shape)}")
+        temb = self.time_embedding(timesteps.reshape(-1).expand(batch)).to(sample.dtype)
+        checkpoint = self.use_gradient_checkpointing
+
+        hidden = self.conv_in(sample)
+        skips = [hidden]
+        for block in self.down_blocks:
+            hidden, block_skips = block(hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint)
+            skips += block_skips
+        hidden = self.mid_block(hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint)
+        for block in self.up_blocks:
+            hidden = block(hidden, skips, temb, entry_contexts, entry_masks, checkpoint=checkpoint)
+        return self.conv_out(F.silu(self.norm_out(hidden)))
+
+    def _route_contexts(
+        self,
+        batch: int,
+        contexts: Sequence[torch.Tensor],
+        context_masks: Sequence[torch.Tensor | None] | None,
+    ) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """Check the context streams and spread them over the entries of ``cross_attention_dims``."""
+        expected = self.context_dims
+        if len(contexts) != len(expected):
+            raise ValueError(f"expected {len(expected)} context tensors of widths {expected}, got {len(contexts)}")
+        masks = [None] * len(contexts) if context_masks is None else list(context_masks)
+        if len(masks) != len(contexts):
+            raise ValueError(f"got {len(masks)} context masks for {len(contexts)} contexts")
+        for index, (context, mask, width) in enumerate(zip(contexts, masks, expected, strict=True)):
+            if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != width:
+                raise ValueError(f"context {index} must be ({batch}, M, {width}), got {tuple(context.shape)}")
+            if mask is not None and tuple(mask.shape) != tuple(context.shape[:2]):
+                raise ValueError(f"context mask {index} must be {tuple(context.shape[:2])}, got {tuple(mask.shape)}")
+        bool_masks = [None if mask is None else mask.to(torch.bool) for mask in masks]
+        routed_contexts: list[torch.Tensor | None] = []
+        routed_masks: list[torch.Tensor | None] = []
+        stream = 0
+        for dim in self.cross_attention_dims:
+            if dim is None:
+                routed_contexts.append(None)
+                routed_masks.append(None)
+            else:
+                routed_contexts.append(contexts[stream])
+                routed_masks.append(bool_masks[stream])
+                stream += 1
+        return routed_contexts, routed_masks

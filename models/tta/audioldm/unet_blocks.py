@@ -1,0 +1,266 @@
+"""Down, mid and up blocks of the latent-diffusion UNet (AudioLDM / AudioLDM 2 layout).
+
+Every ResNet of a block that carries attention is followed by an ``AttentionGroup``: one spatial transformer per
+entry of ``cross_attention_dims``, applied in order (``None`` = self-attention only, an int = cross-attention to
+the context of that width).
+"""
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
+
+from modules.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from modules.transformer import SpatialTransformer
+
+# Per-entry conditioning as routed by the UNet: one tensor (or None) per entry of cross_attention_dims.
+EntryContexts = Sequence[torch.Tensor | None]
+
+
+def run_module(module: Callable[..., torch.Tensor], *args: torch.Tensor | None, checkpoint: bool) -> torch.Tensor:
+    """Call ``module(*args)``, recomputing its activations in the backward pass when ``checkpoint`` is set.
+
+    Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost". Skipped when gradients are off.
+    """
+    if checkpoint and torch.is_grad_enabled():
+        return activation_checkpoint(module, *args, use_reentrant=False)
+    return module(*args)
+
+
+class AttentionGroup(nn.Module):
+    """One ``SpatialTransformer`` per entry of ``cross_attention_dims``, applied in sequence to (B, C, H, W)."""
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        cross_attention_dims: Sequence[int | None],
+        heads: int,
+        transformer_layers: int,
+        norm_groups: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.transformers = nn.ModuleList(
+            SpatialTransformer(
+                channels=channels,
+                heads=heads,
+                num_layers=transformer_layers,
+                context_dim=context_dim,
+                norm_groups=norm_groups,
+                dropout=dropout,
+            )
+            for context_dim in cross_attention_dims
+        )
+
+    def forward(
+        self, hidden: torch.Tensor, contexts: EntryContexts, context_masks: EntryContexts, *, checkpoint: bool
+    ) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W); ``contexts[i]`` (B, M_i, D_i) or None feeds transformer i."""
+        for transformer, context, context_mask in zip(self.transformers, contexts, context_masks, strict=True):
+            hidden = run_module(transformer, hidden, context, context_mask, checkpoint=checkpoint)
+        return hidden
+
+
+def _attention_groups(
+    channels: int,
+    num_layers: int,
+    cross_attention_dims: Sequence[int | None] | None,
+    heads: int,
+    transformer_layers: int,
+    norm_groups: int,
+    dropout: float,
+) -> nn.ModuleList | None:
+    """One AttentionGroup per ResNet of a block, or None for a block without attention."""
+    if cross_attention_dims is None:
+        return None
+    return nn.ModuleList(
+        AttentionGroup(
+            channels=channels,
+            cross_attention_dims=cross_attention_dims,
+            heads=heads,
+            transformer_layers=transformer_layers,
+            norm_groups=norm_groups,
+            dropout=dropout,
+        )
+        for _ in range(num_layers)
+    )
+
+
+class DownBlock(nn.Module):
+    """``num_layers`` ResNets (each optionally followed by an AttentionGroup), then an optional stride-2 conv.
+
+    ``cross_attention_dims=None`` builds a plain ResNet block (diffusers ``DownBlock2D``), otherwise the
+    ``CrossAttnDownBlock2D`` equivalent.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        num_layers: int,
+        add_downsample: bool,
+        cross_attention_dims: Sequence[int | None] | None,
+        heads: int,
+        transformer_layers: int,
+        norm_groups: int,
+        norm_eps: float,
+        dropout: float,
+        downsample_padding: int,
+    ) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=in_channels if index == 0 else out_channels,
+                out_channels=out_channels,
+                temb_channels=temb_channels,
+                groups=norm_groups,
+                eps=norm_eps,
+                dropout=dropout,
+            )
+            for index in range(num_layers)
+        )
+        self.attentions = _attention_groups(
+            out_channels, num_layers, cross_attention_dims, heads, transformer_layers, norm_groups, dropout
+        )
+        self.downsample = (
+            Downsample2D(channels=out_channels, padding=downsample_padding) if add_downsample else None
+        )
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        temb: torch.Tensor,
+        contexts: EntryContexts,
+        context_masks: EntryContexts,
+        *,
+        checkpoint: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, C_in, H, W) -> (B, C_out, H', W') and the skip tensors, one per ResNet plus the downsampled one."""
+        skips = []
+        for index, resnet in enumerate(self.resnets):
+            hidden = run_module(resnet, hidden, temb, checkpoint=checkpoint)
+            if self.attentions is not None:
+                hidden = self.attentions[index](hidden, contexts, context_masks, checkpoint=checkpoint)
+            skips.append(hidden)
+        if self.downsample is not None:
+            hidden = self.downsample(hidden)
+            skips.append(hidden)
+        return hidden, skips
+
+
+class MidBlock(nn.Module):
+    """ResNet -> AttentionGroup -> ResNet at the lowest resolution (diffusers ``UNetMidBlock2DCrossAttn``)."""
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        temb_channels: int,
+        cross_attention_dims: Sequence[int | None],
+        heads: int,
+        transformer_layers: int,
+        norm_groups: int,
+        norm_eps: float,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=channels,
+                out_channels=channels,
+                temb_channels=temb_channels,
+                groups=norm_groups,
+                eps=norm_eps,
+                dropout=dropout,
+            )
+            for _ in range(2)
+        )
+        self.attention = AttentionGroup(
+            channels=channels,
+            cross_attention_dims=cross_attention_dims,
+            heads=heads,
+            transformer_layers=transformer_layers,
+            norm_groups=norm_groups,
+            dropout=dropout,
+        )
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        temb: torch.Tensor,
+        contexts: EntryContexts,
+        context_masks: EntryContexts,
+        *,
+        checkpoint: bool,
+    ) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        hidden = run_module(self.resnets[0], hidden, temb, checkpoint=checkpoint)
+        hidden = self.attention(hidden, contexts, context_masks, checkpoint=checkpoint)
+        return run_module(self.resnets[1], hidden, temb, checkpoint=checkpoint)
+
+
+class UpBlock(nn.Module):
+    """Mirror of ``DownBlock``: each ResNet first concatenates one skip tensor, then an optional upsampler.
+
+    ``skip_channels`` lists the channels of the skips this block consumes, in the order it consumes them (the
+    reverse of the order the down path produced them).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        skip_channels: Sequence[int],
+        temb_channels: int,
+        add_upsample: bool,
+        cross_attention_dims: Sequence[int | None] | None,
+        heads: int,
+        transformer_layers: int,
+        norm_groups: int,
+        norm_eps: float,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=(in_channels if index == 0 else out_channels) + skip,
+                out_channels=out_channels,
+                temb_channels=temb_channels,
+                groups=norm_groups,
+                eps=norm_eps,
+                dropout=dropout,
+            )
+            for index, skip in enumerate(skip_channels)
+        )
+        self.attentions = _attention_groups(
+            out_channels, len(skip_channels), cross_attention_dims, heads, transformer_layers, norm_groups, dropout
+        )
+        self.upsample = Upsample2D(channels=out_channels) if add_upsample else None
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        skips: list[torch.Tensor],
+        temb: torch.Tensor,
+        contexts: EntryContexts,
+        context_masks: EntryContexts,
+        *,
+        checkpoint: bool,
+    ) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H', W'), popping one skip per ResNet from the end of ``skips``.
+
+        The upsampler interpolates to the size of the next skip still in ``skips`` (so odd sizes round-trip).
+        """
+        for index, resnet in enumerate(self.resnets):
+            hidden = torch.cat([hidden, skips.pop()], dim=1)
+            hidden = run_module(resnet, hidden, temb, checkpoint=checkpoint)
+            if self.attentions is not None:
+                hidden = self.attentions[index](hidden, contexts, context_masks, checkpoint=checkpoint)
+        if self.upsample is not None:
+            hidden = self.upsample(hidden, output_size=tuple(skips[-1].shape[-2:]))
+        return hidden
