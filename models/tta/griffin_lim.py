@@ -1,0 +1,62 @@
+"""Griffin-Lim (librosa): the fallback vocoder, so every stage has audio before a HiFi-GAN is trained."""
+
+import librosa
+import numpy as np
+import torch
+from torch import nn
+
+
+class GriffinLimVocoder(nn.Module):
+    """Log-mel (B, frames, n_mels) -> waveform (B, frames * hop_length), by inverting the Slaney mel basis (NNLS)
+    and running Griffin-Lim phase reconstruction (Griffin & Lim 1984) on the magnitude STFT.
+
+    Same interface as the HiFi-GAN generator; it has no weights and runs on the CPU in float64 via librosa.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        win_length: int = 1024,
+        hop_length: int = 160,
+        fmin: float = 0.0,
+        fmax: float = 8000.0,
+        n_iter: int = 32,
+    ):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.fmin = fmin
+        self.fmax = fmax
+        self.n_iter = n_iter
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        waves = []
+        for clip in log_mel.detach().float().cpu().numpy():
+            magnitude_mel = np.exp(clip.T)
+            magnitude = librosa.feature.inverse.mel_to_stft(
+                magnitude_mel,
+                sr=self.sample_rate,
+                n_fft=self.n_fft,
+                power=1.0,
+                htk=False,
+                norm="slaney",
+                fmin=self.fmin,
+                fmax=self.fmax,
+            )
+            # librosa frames with centre padding: S samples need S // hop + 1 frames, one more than ours.
+            magnitude = np.concatenate([magnitude, magnitude[:, -1:]], axis=1)
+            wave = librosa.griffinlim(
+                magnitude,
+                n_iter=self.n_iter,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                n_fft=self.n_fft,
+                length=clip.shape[0] * self.hop_length,
+                random_state=0,
+            )
+            waves.append(np.clip(wave, -1.0, 1.0))
+        return torch.from_numpy(np.stack(waves)).float().to(log_mel.device)
