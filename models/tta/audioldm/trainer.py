@@ -1,0 +1,179 @@
+"""Stage-2 trainer: text-conditioned latent diffusion on the frozen stage-1 VAE's scaled latents.
+
+Per batch: encode the mels with the frozen VAE (posterior mean, or a sample), multiply by the latent scale
+factor, replace captions by "" with probability `diffusion.caption_dropout` (classifier-free guidance, Ho &
+Salimans 2022), and regress the UNet on ε or v at uniformly drawn timesteps, ignoring latent frames that are
+only padding. Validation measures the loss at fixed timesteps with noise fixed per clip, and samples audio for
+fixed prompts with the EMA weights.
+"""
+
+import hashlib
+import logging
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from models.base.data import MelSegmentDataset, collate_skipping_missing, read_split
+from models.base.trainer import Trainer
+from models.text_encoder import TextEmbeddingCache, load_text_encoder
+from models.tta.audioldm.config import AudioLDMExperiment
+from models.tta.audioldm.diffusion import Denoiser
+from models.tta.audioldm.pipeline import UNET_NAME, AudioLDMPipeline, build_unet
+from models.tta.audioldm.stage1 import load_frozen_autoencoder
+from models.tta.audioldm.text_states import encode_texts
+from models.tta.autoencoderkl.latent_scale import latent_frame_mask
+from models.tta.vocoders import load_vocoder
+
+logger = logging.getLogger(__name__)
+
+# The caption that stands for "no text": dropped training captions, and the default negative prompt.
+UNCONDITIONAL_CAPTION = ""
+
+
+def _clip_seed(uid: str, timestep: int, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{uid}|{timestep}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class AudioLDMTrainer(Trainer):
+    """Trains `unet` (an `AudioLDMUNet` inside a `Denoiser`); the text encoder and VAE stay frozen on
+    `self.device` as private helpers. The latent scale factor actually used is written into the resolved
+    config (`autoencoder.scale_factor`), so every checkpoint carries it."""
+
+    config_schema = AudioLDMExperiment
+
+    def __init__(self, config: AudioLDMExperiment, exp_dir, resolved_config: dict):
+        autoencoder, scale_factor, vae_checkpoint = load_frozen_autoencoder(config.autoencoder)
+        self._autoencoder = autoencoder
+        self._scale_factor = scale_factor
+        logger.info("stage-1 VAE %s, latent scale factor %.6g", vae_checkpoint, scale_factor)
+        resolved_config = {
+            **resolved_config,
+            "autoencoder": {**resolved_config["autoencoder"], "scale_factor": scale_factor},
+        }
+        self._train_denoiser: Denoiser | None = None
+        self._cache: TextEmbeddingCache | None = None
+        self._vocoder: nn.Module | None = None
+        super().__init__(config, exp_dir, resolved_config)
+
+    # --------------------------------------------------------------------------------------------- hooks
+
+    def build_models(self) -> dict[str, nn.Module]:
+        config = self.config
+        self._text_encoder = load_text_encoder(config.text_encoder.name, max_length=config.text_encoder.max_length)
+        self._text_encoder.to(self.device)
+        if config.text_encoder.cache_dir:
+            self._cache = TextEmbeddingCache(
+                config.text_encoder.cache_dir, config.text_encoder.name, config.text_encoder.max_length
+            )
+        self._autoencoder.to(self.device)
+        unet = build_unet(config.unet, text_width=self._text_encoder.hidden_size)
+        return {UNET_NAME: unet}
+
+    def build_datasets(self) -> tuple[Dataset, Dataset | None]:
+        config = self.config
+        processed_dir = config.preprocess.processed_dir
+        common = dict(
+            processed_dir=processed_dir,
+            segment_frames=config.data.segment_frames,
+            n_mels=config.preprocess.mel.n_mels,
+            seed=self.trainer_config.seed,
+        )
+        train = MelSegmentDataset(
+            records=read_split(processed_dir, config.datasets, config.data.train_split), random_crop=True, **common
+        )
+        valid = MelSegmentDataset(
+            records=read_split(processed_dir, config.datasets, config.data.valid_split), random_crop=False, **common
+        )
+        return train, valid
+
+    def collate(self, items: list) -> dict:
+        return collate_skipping_missing(items)
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        if "mel" not in batch:
+            return {"skipped_clips": float(batch["num_skipped"])}
+        latents, latent_mask = self._latents(batch, sample=self.config.autoencoder.sample_posterior)
+        captions = [
+            UNCONDITIONAL_CAPTION if float(torch.rand(())) < self.config.diffusion.caption_dropout else caption
+            for caption in batch["caption"]
+        ]
+        states, mask = encode_texts(self._text_encoder, captions, self._cache)
+        denoiser = self._denoiser()
+        timesteps = torch.randint(0, denoiser.num_train_timesteps, (latents.shape[0],), device=self.device)
+        loss = denoiser.loss(
+            latents, [states], [mask], timesteps=timesteps, noise=torch.randn_like(latents), latent_mask=latent_mask
+        )
+        self.backward(loss, name="loss")
+        self.optimizer_step(UNET_NAME)
+        return {"loss": loss.item(), "skipped_clips": float(batch["num_skipped"])}
+
+    def validate(self, batch: dict) -> dict[str, float]:
+        if "mel" not in batch:
+            return {}
+        latents, latent_mask = self._latents(batch, sample=False)
+        states, mask = encode_texts(self._text_encoder, batch["caption"], self._cache)
+        denoiser = self._denoiser()
+        metrics = {}
+        seed = self.config.validation.seed
+        for timestep in self.config.validation.loss_timesteps:
+            generators = [torch.Generator().manual_seed(_clip_seed(uid, timestep, seed)) for uid in batch["uid"]]
+            noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in generators]).to(self.device)
+            timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=self.device)
+            loss = denoiser.loss(latents, [states], [mask], timesteps=timesteps, noise=noise, latent_mask=latent_mask)
+            metrics[f"loss_t{timestep}"] = loss.item()
+        metrics["loss_fixed_t"] = sum(metrics.values()) / len(metrics)
+        return metrics
+
+    def log_samples(self, step: int) -> None:
+        validation = self.config.validation
+        if not validation.prompts or not self.is_main_process:
+            return
+        if self._vocoder is None:
+            self._vocoder = load_vocoder(self.config.vocoder, mel=self.config.preprocess.mel)
+        pipeline = AudioLDMPipeline(
+            text_encoder=self._text_encoder,
+            denoiser=self._denoiser(),
+            autoencoder=self._autoencoder,
+            vocoder=self._vocoder,
+            scale_factor=self._scale_factor,
+            schedule=self.config.diffusion.schedule,
+            mel=self.config.preprocess.mel,
+        )
+        output = pipeline.generate(
+            validation.prompts,
+            guidance_scale=validation.guidance_scale,
+            num_inference_steps=validation.num_inference_steps,
+            audio_length_in_s=validation.audio_length_in_s,
+            seed=validation.seed,
+            scheduler=validation.scheduler,
+            show_progress=False,
+        )
+        sample_rate = self.config.preprocess.mel.sample_rate
+        for index, prompt in enumerate(validation.prompts):
+            tag = f"samples/{index:02d}_{prompt[:40]}"
+            self.writer.audio(f"{tag}/audio", output.waveforms[index, 0], sample_rate, step)
+            self.writer.mel_image(f"{tag}/mel", output.mels[index, 0], step)
+        self.writer.flush()
+
+    # ----------------------------------------------------------------------------------------- helpers
+
+    def _denoiser(self) -> Denoiser:
+        """The denoiser around the current `unet` (DDP-wrapped in training, unwrapped with EMA in evaluation)."""
+        unet = self.models[UNET_NAME]
+        if self._train_denoiser is None or self._train_denoiser.unet is not unet:
+            self._train_denoiser = Denoiser(
+                unet=unet, schedule=self.config.diffusion.schedule, min_snr_gamma=self.config.diffusion.min_snr_gamma
+            ).to(self.device)
+        return self._train_denoiser
+
+    @torch.no_grad()
+    def _latents(self, batch: dict, *, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled VAE latents (B, C, T/r, F/r) of the batch's mels and their frame mask (B, 1, T/r, 1): a latent
+        frame counts when every mel frame under it is real."""
+        posterior = self._autoencoder.encode(batch["mel"])
+        latents = posterior.sample() if sample else posterior.mode()
+        factor = self._autoencoder.downsample_factor
+        mask = latent_frame_mask(batch["mask"], latent_frames=latents.shape[2], factor=factor)
+        return latents * self._scale_factor, mask[:, None, :, None].to(latents.dtype)
