@@ -2,18 +2,20 @@
 
 | name                | clip embeddings  | frame embeddings | class logits | text embeddings  | weights        |
 |---------------------|------------------|------------------|--------------|------------------|----------------|
-| "ours" (default)    | yes (FD)         | yes (FAD)        | yes (KL, IS) | no               | AudioClassifier|
+| "ours" (default)    | yes (FD)         | yes (FAD)        | yes (KL, IS) | no               | our checkpoint |
 | "panns_cnn14"       | yes (FD, 2048-d) | no               | yes (527)    | no               | Cnn14_16k .pth |
 | "transformers_clap" | yes (FD)         | no               | no           | yes (CLAP score) | a CLAP folder  |
 | "vggish"            | not available in this project (see `UNAVAILABLE_BACKBONES`)                         |
 
-"panns_cnn14" reproduces AudioLDM's protocol (FD on the 2048-d embedding, KL and IS on the AudioSet logits).
+"ours" is the AudioClassifier trained by `egs/tta/evaluation` (a checkpoint or experiment folder; the resolved
+config in its meta.json rebuilds the model and its mel front end); it also gives attribute-head logits for
+attribute adherence. "panns_cnn14" reproduces AudioLDM's protocol (FD on the 2048-d embedding, KL and IS on the AudioSet logits).
 Numbers from different backbones are not comparable with each other, nor with papers that used another one.
 Everything is local: nothing is downloaded.
 """
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,14 @@ from typing import Any
 import librosa
 import numpy as np
 import torch
-from safetensors.torch import load_file
+import torch.nn.functional as F
 from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
 from evaluation.panns import PannsCnn14, load_panns_cnn14
+from models.tta.audio_classifier.inference import load_classifier
 from models.tta.audio_classifier.model import AudioClassifier
 from utils.audio import LogMelSpectrogram, MelConfig, build_log_mel
+from utils.config import validate
 
 # Backbones the literature uses that this project does not ship, with where to compute them instead.
 UNAVAILABLE_BACKBONES = {
@@ -48,10 +52,12 @@ class AudioFeatures:
     clip_embeddings: torch.Tensor  # (B, D)
     frame_embeddings: torch.Tensor | None  # (B, T', D)
     class_logits: torch.Tensor | None  # (B, K)
+    attribute_logits: dict[str, torch.Tensor] | None = None  # head name -> (B, classes of that head)
 
 
 class AudioBackbone(ABC):
-    """Maps waveforms to `AudioFeatures`; `provides` lists which of "clip", "frames", "logits", "text" it has."""
+    """Maps waveforms to `AudioFeatures`; `provides` lists which of "clip", "frames", "logits", "attributes",
+    "text" it has."""
 
     provides: frozenset[str]
 
@@ -60,7 +66,8 @@ class AudioBackbone(ABC):
         """waveforms (B, S) float in [-1, 1] at `sample_rate` -> features (resampled internally as needed)."""
 
 
-def _resample(waveforms: torch.Tensor, source_rate: int, target_rate: int) -> np.ndarray:
+def resample_waveforms(waveforms: torch.Tensor, source_rate: int, target_rate: int) -> np.ndarray:
+    """Clips (B, S) at `source_rate` -> float32 numpy (B, S') at `target_rate` (soxr; unchanged if equal)."""
     samples = waveforms.detach().cpu().float().numpy()
     if source_rate == target_rate:
         return samples
@@ -68,24 +75,33 @@ def _resample(waveforms: torch.Tensor, source_rate: int, target_rate: int) -> np
 
 
 class ClassifierBackbone(AudioBackbone):
-    """"ours": the project's `AudioClassifier` on the project's log-mel front end (all but text)."""
+    """"ours": the project's `AudioClassifier` on the project's log-mel front end (all but text).
 
-    provides = frozenset({"clip", "frames", "logits"})
+    Each clip's log-mel is cut or padded (with silence) to `segment_frames` from its start, as in training."""
 
-    def __init__(self, *, model: AudioClassifier, log_mel: LogMelSpectrogram, sample_rate: int) -> None:
+    provides = frozenset({"clip", "frames", "logits", "attributes"})
+
+    def __init__(
+        self, *, model: AudioClassifier, log_mel: LogMelSpectrogram, sample_rate: int, segment_frames: int
+    ) -> None:
         self.model = model.eval()
         self.log_mel = log_mel
         self.sample_rate = sample_rate
+        self.segment_frames = segment_frames
 
     @torch.no_grad()
     def audio_features(self, waveforms: torch.Tensor, sample_rate: int) -> AudioFeatures:
-        samples = torch.from_numpy(_resample(waveforms, sample_rate, self.sample_rate))
-        mel = self.log_mel(samples).transpose(1, 2).unsqueeze(1)
-        output = self.model(mel)
+        samples = torch.from_numpy(resample_waveforms(waveforms, sample_rate, self.sample_rate))
+        mel = self.log_mel(samples)[..., : self.segment_frames]
+        missing = self.segment_frames - mel.shape[-1]
+        if missing > 0:
+            mel = F.pad(mel, (0, missing), value=math.log(self.log_mel.log_clamp_min))
+        output = self.model(mel.transpose(1, 2).unsqueeze(1))
         return AudioFeatures(
             clip_embeddings=output.clip_embedding,
             frame_embeddings=output.frame_embeddings,
             class_logits=output.category_logits,
+            attribute_logits=output.attribute_logits,
         )
 
 
@@ -99,7 +115,7 @@ class PannsBackbone(AudioBackbone):
 
     @torch.no_grad()
     def audio_features(self, waveforms: torch.Tensor, sample_rate: int) -> AudioFeatures:
-        samples = torch.from_numpy(_resample(waveforms, sample_rate, self.model.sample_rate))
+        samples = torch.from_numpy(resample_waveforms(waveforms, sample_rate, self.model.sample_rate))
         embedding, logits = self.model(samples)
         return AudioFeatures(clip_embeddings=embedding, frame_embeddings=None, class_logits=logits)
 
@@ -117,7 +133,7 @@ class TransformersClapBackbone(AudioBackbone):
     @torch.no_grad()
     def audio_features(self, waveforms: torch.Tensor, sample_rate: int) -> AudioFeatures:
         # Keep the first max_length_s seconds ourselves: the feature extractor would crop longer clips at random.
-        samples = _resample(waveforms, sample_rate, self.feature_extractor.sampling_rate)
+        samples = resample_waveforms(waveforms, sample_rate, self.feature_extractor.sampling_rate)
         samples = samples[:, : self.feature_extractor.nb_max_samples]
         inputs = self.feature_extractor(
             list(samples), sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
@@ -139,16 +155,17 @@ def _pooled(output: Any) -> torch.Tensor:
     return output.pooler_output if hasattr(output, "pooler_output") else output
 
 
-def load_classifier_backbone(
-    *, weights_path: str | Path, classifier_kwargs: Mapping[str, Any], mel_config: MelConfig = MelConfig()
-) -> ClassifierBackbone:
-    """Build `AudioClassifier(**classifier_kwargs)` and load its safetensors weights (strict key match)."""
-    weights_path = Path(weights_path)
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"audio classifier weights not found: {weights_path}")
-    model = AudioClassifier(**classifier_kwargs)
-    model.load_state_dict(load_file(str(weights_path)))
-    return ClassifierBackbone(model=model, log_mel=build_log_mel(mel_config), sample_rate=mel_config.sample_rate)
+def load_classifier_backbone(path: str | Path) -> ClassifierBackbone:
+    """"ours" from an AudioClassifier checkpoint or experiment folder (its newest valid checkpoint): the model,
+    mel front end and clip length come from the checkpoint's resolved config."""
+    model, config = load_classifier(path)
+    mel_config = validate(MelConfig, config["preprocess"]["mel"], root_source=f"{path} (preprocess.mel)")
+    return ClassifierBackbone(
+        model=model,
+        log_mel=build_log_mel(mel_config),
+        sample_rate=mel_config.sample_rate,
+        segment_frames=config["data"]["segment_frames"],
+    )
 
 
 def load_transformers_clap_backbone(path: str | Path) -> TransformersClapBackbone:
@@ -175,24 +192,16 @@ def load_transformers_clap_backbone(path: str | Path) -> TransformersClapBackbon
 BACKBONE_NAMES = ("ours", "panns_cnn14", "transformers_clap", *UNAVAILABLE_BACKBONES)
 
 
-def build_backbone(
-    name: str,
-    *,
-    path: str | Path,
-    classifier_kwargs: Mapping[str, Any] | None = None,
-    mel_config: MelConfig = MelConfig(),
-) -> AudioBackbone:
+def build_backbone(name: str, *, path: str | Path) -> AudioBackbone:
     """The backbone called `name` (see the module table).
 
-    "ours": `path` is the classifier's .safetensors weights and `classifier_kwargs` its constructor arguments;
-    "panns_cnn14": `path` is the PANNs checkpoint (.pth); "transformers_clap": `path` is the local CLAP folder.
+    "ours": `path` is an AudioClassifier checkpoint or experiment folder; "panns_cnn14": the PANNs checkpoint
+    (.pth); "transformers_clap": the local CLAP folder.
     """
     if name in UNAVAILABLE_BACKBONES:
         raise BackboneUnavailableError(UNAVAILABLE_BACKBONES[name])
     if name == "ours":
-        if classifier_kwargs is None:
-            raise ValueError("backbone 'ours' needs classifier_kwargs (the AudioClassifier constructor arguments)")
-        return load_classifier_backbone(weights_path=path, classifier_kwargs=classifier_kwargs, mel_config=mel_config)
+        return load_classifier_backbone(path)
     if name == "panns_cnn14":
         return PannsBackbone(model=load_panns_cnn14(path))
     if name == "transformers_clap":

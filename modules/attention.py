@@ -4,6 +4,8 @@ Parameter names follow the diffusers layout (``to_q``, ``to_k``, ``to_v``, ``to_
 through near-identity key maps.
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +13,18 @@ from torch import nn
 # Additive bias for masked keys, as in the AudioLDM 2 reference: large enough to silence a key after softmax,
 # finite so a row whose keys are all masked still yields a (uniform) average instead of NaN.
 MASKED_KEY_BIAS = -10000.0
+
+
+@dataclass(frozen=True)
+class AttentionContext:
+    """Keys and values one ``Attention`` projected from a context, reusable while the context and weights stay.
+
+    ``key`` and ``value``: (B, heads, M, head_dim); ``bias``: (B, 1, 1, M) additive key-mask bias, or None.
+    """
+
+    key: torch.Tensor
+    value: torch.Tensor
+    bias: torch.Tensor | None
 
 
 class Attention(nn.Module):
@@ -45,31 +59,51 @@ class Attention(nn.Module):
         batch, length, _ = tokens.shape
         return tokens.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        context: torch.Tensor | None = None,
-        context_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Attend from ``hidden`` (B, N, query_dim) to ``context`` (B, M, context_dim), or to itself if None.
+    def project_context(self, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> AttentionContext:
+        """Keys, values and key-mask bias for ``context`` (B, M, context_dim).
 
-        ``context_mask`` (B, M) bool, True = attend; masked keys get an additive bias of -10000. Returns
-        (B, N, query_dim).
+        ``context_mask`` (B, M) bool, True = attend; masked keys get an additive bias of -10000. Cross-attention
+        to a context that stays fixed over many calls (the text of a sampling run) projects it once with this and
+        passes the result to ``forward``.
         """
-        context = hidden if context is None else context
-        query = self._split_heads(self.to_q(hidden))
+        if context_mask is not None and context_mask.shape != context.shape[:2]:
+            raise ValueError(
+                f"context_mask shape {tuple(context_mask.shape)} does not match context (B, M) "
+                f"{tuple(context.shape[:2])}"
+            )
         key = self._split_heads(self.to_k(context))
         value = self._split_heads(self.to_v(context))
         bias = None
         if context_mask is not None:
-            if context_mask.shape != context.shape[:2]:
-                raise ValueError(
-                    f"context_mask shape {tuple(context_mask.shape)} does not match context (B, M) "
-                    f"{tuple(context.shape[:2])}"
-                )
             keep = context_mask.to(torch.bool)[:, None, None, :]
-            bias = torch.zeros(keep.shape, dtype=query.dtype, device=query.device).masked_fill(~keep, MASKED_KEY_BIAS)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+            bias = torch.zeros(keep.shape, dtype=key.dtype, device=key.device).masked_fill(~keep, MASKED_KEY_BIAS)
+        return AttentionContext(key=key, value=value, bias=bias)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        context: torch.Tensor | AttentionContext | None = None,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend from ``hidden`` (B, N, query_dim) to ``context`` (B, M, context_dim), or to itself if None.
+
+        ``context`` may also be an ``AttentionContext`` from ``project_context`` (its mask is built in, so
+        ``context_mask`` must then be None). ``context_mask`` (B, M) bool, True = attend. Returns (B, N, query_dim).
+        """
+        if isinstance(context, AttentionContext):
+            if context_mask is not None:
+                raise ValueError("a projected AttentionContext already carries its mask; pass context_mask=None")
+            if context.key.shape[0] != hidden.shape[0]:
+                raise ValueError(
+                    f"projected context has batch {context.key.shape[0]}, hidden has {hidden.shape[0]}"
+                )
+            projected = context
+        else:
+            projected = self.project_context(hidden if context is None else context, context_mask)
+        query = self._split_heads(self.to_q(hidden))
+        attended = F.scaled_dot_product_attention(query, projected.key, projected.value, attn_mask=projected.bias)
+        # The CPU kernels return (B, heads, N, head_dim) as a view of (B, N, heads, head_dim) memory, so this
+        # reshape is free there.
         batch, _, length, _ = attended.shape
         return self.to_out(attended.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim))
 

@@ -4,11 +4,14 @@ Parameter names follow the LDM / diffusers convention (``norm1``, ``attn1``, ``p
 checkpoints load through short explicit key maps.
 """
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.attention import Attention
+from modules.attention import Attention, AttentionContext
 
 
 class GEGLUFeedForward(nn.Module):
@@ -26,8 +29,26 @@ class GEGLUFeedForward(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, N, dim)."""
-        value, gate = self.proj(hidden).chunk(2, dim=-1)
-        return self.out(self.dropout(value * F.gelu(gate)))
+        # ``proj`` as two matmuls on its weight halves: contiguous halves make the GELU and the product cheaper
+        # than slicing one (B, N, 2 * inner) output.
+        value_weight, gate_weight = self.proj.weight.chunk(2)
+        value_bias, gate_bias = self.proj.bias.chunk(2)
+        gate = F.gelu(F.linear(hidden, gate_weight, gate_bias))
+        return self.out(self.dropout(F.linear(hidden, value_weight, value_bias).mul_(gate)))
+
+
+@dataclass(frozen=True)
+class PrecomputedContexts:
+    """Cross-attention keys and values of every context-attending ``SpatialTransformer`` of a network.
+
+    Built once by the network (e.g. ``AudioLDMUNet.precompute_context``) for contexts that stay fixed over many
+    calls, such as the text states of one sampling run, and passed where a context tensor would go: each
+    transformer takes its own entry (one ``AttentionContext`` per layer). Valid while the weights do not change.
+    ``batch_size`` is the number of context rows.
+    """
+
+    batch_size: int
+    per_transformer: Mapping[nn.Module, tuple[AttentionContext, ...]]
 
 
 class TransformerLayer(nn.Module):
@@ -59,10 +80,11 @@ class TransformerLayer(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
-        context: torch.Tensor | None = None,
+        context: torch.Tensor | AttentionContext | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``hidden`` (B, N, dim); ``context`` (B, M, context_dim) and ``context_mask`` (B, M) bool or None."""
+        """``hidden`` (B, N, dim); ``context`` (B, M, context_dim) or its ``attn2.project_context``, or None;
+        ``context_mask`` (B, M) bool or None."""
         hidden = hidden + self.attn1(self.norm1(hidden))
         hidden = hidden + self.attn2(self.norm2(hidden), context=context, context_mask=context_mask)
         return hidden + self.ff(self.norm3(hidden))
@@ -71,8 +93,9 @@ class TransformerLayer(nn.Module):
 class SpatialTransformer(nn.Module):
     """Transformer over the H*W positions of a feature map, with a residual around the whole stack.
 
-    ``x + proj_out(layers(proj_in(GroupNorm(x))))`` with 1x1 convolutions for the projections; the layers see
-    (B, H*W, C) tokens. Rombach et al. 2022 (latent diffusion), "SpatialTransformer".
+    ``x + proj_out(layers(proj_in(GroupNorm(x))))`` with 1x1 convolutions for the projections (kept as ``Conv2d``
+    parameters for checkpoint compatibility); the layers see (B, H*W, C) tokens. Rombach et al. 2022 (latent
+    diffusion), "SpatialTransformer".
     """
 
     def __init__(
@@ -99,21 +122,42 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
 
+    def project_context(
+        self, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> tuple[AttentionContext, ...]:
+        """Cross-attention keys and values of every layer for ``context`` (B, M, context_dim), mask (B, M) or None."""
+        if self.context_dim is None:
+            raise ValueError("this transformer was built without a context (context_dim=None)")
+        return tuple(layer.attn2.project_context(context, context_mask) for layer in self.layers)
+
     def forward(
         self,
         hidden: torch.Tensor,
-        context: torch.Tensor | None = None,
+        context: torch.Tensor | PrecomputedContexts | None = None,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W); ``context`` (B, M, context_dim) and ``context_mask`` (B, M) as in the layer."""
+        """(B, C, H, W) -> (B, C, H, W); ``context`` (B, M, context_dim) and ``context_mask`` (B, M) as in the layer.
+
+        ``context`` may also be ``PrecomputedContexts`` holding this transformer's projected keys and values. The
+        output keeps the memory format of ``hidden``.
+        """
         if (context is None) != (self.context_dim is None):
             raise ValueError(
                 f"this transformer was built with context_dim={self.context_dim}, "
-                f"but got context {'None' if context is None else tuple(context.shape)}"
+                f"but got {'no context' if context is None else 'a context'}"
             )
+        if isinstance(context, PrecomputedContexts):
+            if self not in context.per_transformer:
+                raise ValueError("these PrecomputedContexts were built by another network")
+            layer_contexts = context.per_transformer[self]
+        else:
+            layer_contexts = (context,) * len(self.layers)
         batch, channels, height, width = hidden.shape
-        tokens = self.proj_in(self.norm(hidden)).permute(0, 2, 3, 1).reshape(batch, height * width, channels)
-        for layer in self.layers:
-            tokens = layer(tokens, context=context, context_mask=context_mask)
-        tokens = tokens.reshape(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
-        return self.proj_out(tokens) + hidden
+        # The 1x1 projections run as matmuls on (B, H*W, C) tokens: for channels-last input, taking and restoring
+        # the token layout then copies nothing (and matmuls beat 1x1 convolutions on CPU).
+        normed = self.norm(hidden).permute(0, 2, 3, 1).reshape(batch, height * width, channels).contiguous()
+        tokens = F.linear(normed, self.proj_in.weight.flatten(1), self.proj_in.bias)
+        for layer, layer_context in zip(self.layers, layer_contexts, strict=True):
+            tokens = layer(tokens, context=layer_context, context_mask=context_mask)
+        tokens = F.linear(tokens, self.proj_out.weight.flatten(1), self.proj_out.bias)
+        return hidden + tokens.view(batch, height, width, channels).permute(0, 3, 1, 2)

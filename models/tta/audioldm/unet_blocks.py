@@ -12,10 +12,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from modules.resnet import Downsample2D, ResnetBlock2D, Upsample2D
-from modules.transformer import SpatialTransformer
+from modules.transformer import PrecomputedContexts, SpatialTransformer
 
-# Per-entry conditioning as routed by the UNet: one tensor (or None) per entry of cross_attention_dims.
-EntryContexts = Sequence[torch.Tensor | None]
+# Per-entry conditioning as routed by the UNet: one tensor, PrecomputedContexts or None per entry of
+# cross_attention_dims.
+EntryContexts = Sequence[torch.Tensor | PrecomputedContexts | None]
 
 
 def run_module(module: Callable[..., torch.Tensor], *args: torch.Tensor | None, checkpoint: bool) -> torch.Tensor:
@@ -26,6 +27,21 @@ def run_module(module: Callable[..., torch.Tensor], *args: torch.Tensor | None, 
     if checkpoint and torch.is_grad_enabled():
         return activation_checkpoint(module, *args, use_reentrant=False)
     return module(*args)
+
+
+def repeat_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Tile ``tensor`` (B, ...) along the batch to ``rows`` (a multiple of B): row i repeats row i mod B.
+
+    Keeps the memory format (channels-last stays channels-last). A no-op when it already has ``rows`` rows.
+    """
+    if tensor.shape[0] == rows:
+        return tensor
+    return torch.cat([tensor] * (rows // tensor.shape[0]))
+
+
+def context_rows(context: torch.Tensor | PrecomputedContexts) -> int:
+    """Batch size of a context stream or of precomputed contexts."""
+    return context.batch_size if isinstance(context, PrecomputedContexts) else context.shape[0]
 
 
 class AttentionGroup(nn.Module):
@@ -57,8 +73,14 @@ class AttentionGroup(nn.Module):
     def forward(
         self, hidden: torch.Tensor, contexts: EntryContexts, context_masks: EntryContexts, *, checkpoint: bool
     ) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W); ``contexts[i]`` (B, M_i, D_i) or None feeds transformer i."""
+        """(B, C, H, W) -> (B', C, H, W); ``contexts[i]`` (B', M_i, D_i) or None feeds transformer i.
+
+        ``hidden`` may have fewer rows than the contexts (a sample shared by several context rows, see
+        ``AudioLDMUNet.forward``): it is tiled to the contexts' rows before the first transformer that reads one.
+        """
         for transformer, context, context_mask in zip(self.transformers, contexts, context_masks, strict=True):
+            if context is not None:
+                hidden = repeat_rows(hidden, context_rows(context))
             hidden = run_module(transformer, hidden, context, context_mask, checkpoint=checkpoint)
         return hidden
 
@@ -139,10 +161,14 @@ class DownBlock(nn.Module):
         *,
         checkpoint: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B, C_in, H, W) -> (B, C_out, H', W') and the skip tensors, one per ResNet plus the downsampled one."""
+        """(B, C_in, H, W) -> (B', C_out, H', W') and the skip tensors, one per ResNet plus the downsampled one.
+
+        ``temb`` has the contexts' rows B', a tiling of the B sample rows (see ``AttentionGroup``), so its first
+        ``hidden.shape[0]`` rows belong to ``hidden`` before and after the tiling.
+        """
         skips = []
         for index, resnet in enumerate(self.resnets):
-            hidden = run_module(resnet, hidden, temb, checkpoint=checkpoint)
+            hidden = run_module(resnet, hidden, temb[: hidden.shape[0]], checkpoint=checkpoint)
             if self.attentions is not None:
                 hidden = self.attentions[index](hidden, contexts, context_masks, checkpoint=checkpoint)
             skips.append(hidden)

@@ -1,0 +1,332 @@
+"""One guided UNet sampling step of AudioLDM 2 base at 10.24 s: our AudioLDMUNet against diffusers'.
+
+    python benchmarks/bench_unet_step.py [--repeats 8] [--precision both] [--threads 2]
+        [--output benchmarks/results/unet_step.txt] [--compile]
+
+On a machine shared with other jobs, run it with OMP_WAIT_POLICY=PASSIVE in the environment: OpenMP threads
+that spin while waiting make every multi-threaded op many times slower once other processes take the cores.
+
+The step is the classifier-free-guided UNet call of the sampling loop: batch 2 ([negative, positive]) on an
+8 x 256 x 16 latent (10.24 s), contexts of 8 GPT-2 vectors (2, 8, 768) and Flan-T5 states (2, 20, 1024) with a
+padding mask (the negative prompt is shorter), full base size (block_out_channels 128/256/384/640, two layers per
+block, cross_attention_dim [None, 768, 1024], 8 heads). Both UNets hold the same random weights: diffusers'
+`AudioLDM2UNet2DConditionModel` is built from its config and its state dict is loaded into ours through the key
+map. Speed does not depend on the weights.
+
+Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
+  diffusers            the pipeline's call: the doubled latent, raw contexts and mask
+  ours                 the same call on our UNet
+  ours+cache           the same, contexts projected once per sampling run by `precompute_context` (untimed)
+  ours+cache+shared    the fast path: one latent row shared by both guidance halves (the UNet runs the layers
+                       before the first cross-attention once) plus the cache
+fp32, and bf16 autocast (`torch.autocast("cpu", dtype=torch.bfloat16)`). Protocols:
+  step   (default) every call under `torch.inference_mode` and its own autocast region, as the sampling loop
+         enters autocast per step: autocast casts every conv/linear weight to bf16 at every step
+  run    bf16 only: `torch.no_grad` and one autocast region around all calls, weights requiring grad: autocast
+         then casts each weight once and reuses it (the sampling-loop change proposed in the results file)
+Reported: median wall time per step, median CPU time (all threads; more robust than wall time when other
+processes compete for the cores), the median of per-round ratios diffusers / ours, the FLOPs per step, the
+achieved fraction of the measured matmul peak, and the max abs difference of each output to diffusers'.
+
+The results file keeps everything from the line `## Optimisation log` on (hand-written notes), and rewrites the
+measured part above it.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import diffusers  # noqa: E402  (after the repo root is on sys.path)
+import torch  # noqa: E402
+from diffusers import AudioLDM2UNet2DConditionModel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
+
+from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
+from models.tta.audioldm.unet_key_map import (  # noqa: E402
+    convert_diffusers_unet_state_dict,
+    unet_kwargs_from_diffusers_config,
+)
+
+LOG_MARKER = "## Optimisation log"
+LATENT_SHAPE = (8, 256, 16)
+GPT2_SHAPE = (8, 768)
+T5_SHAPE = (20, 1024)
+NEGATIVE_T5_TOKENS = 6
+TIMESTEP = 500
+BASE_CONFIG = dict(
+    sample_size=LATENT_SHAPE[1],
+    in_channels=8,
+    out_channels=8,
+    block_out_channels=(128, 256, 384, 640),
+    layers_per_block=2,
+    attention_head_dim=8,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=[[None, 768, 1024]] * 4,
+)
+
+Step = Callable[[], torch.Tensor]
+
+
+def build_models() -> tuple[AudioLDM2UNet2DConditionModel, AudioLDMUNet]:
+    """diffusers' base UNet with random weights, and ours holding the same weights."""
+    torch.manual_seed(0)
+    reference = AudioLDM2UNet2DConditionModel(**BASE_CONFIG).eval()
+    ours = AudioLDMUNet(**unet_kwargs_from_diffusers_config(dict(reference.config))).eval()
+    ours.load_state_dict(convert_diffusers_unet_state_dict(reference.state_dict(), ours))
+    return reference, ours
+
+
+def build_inputs() -> dict[str, torch.Tensor]:
+    """One latent, the guided batch (the latent twice), timestep, GPT-2 and T5 contexts, T5 mask ([neg, pos])."""
+    torch.manual_seed(1)
+    latent = torch.randn(1, *LATENT_SHAPE)
+    t5_mask = torch.ones(2, T5_SHAPE[0], dtype=torch.bool)
+    t5_mask[0, NEGATIVE_T5_TOKENS:] = False
+    return dict(
+        latent=latent,
+        doubled=torch.cat([latent, latent]),
+        timestep=torch.tensor(TIMESTEP),
+        gpt2=torch.randn(2, *GPT2_SHAPE),
+        t5=torch.randn(2, *T5_SHAPE),
+        t5_mask=t5_mask,
+    )
+
+
+def step_calls(reference, ours, inputs, autocast_dtype: torch.dtype | None) -> dict[str, Step]:
+    """The four timed calls; the context cache is built here, once, under the same autocast as the steps."""
+    contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
+    with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        cache = ours.precompute_context(contexts, masks)
+    return {
+        "diffusers": lambda: reference(
+            inputs["doubled"],
+            inputs["timestep"],
+            encoder_hidden_states=inputs["gpt2"],
+            encoder_hidden_states_1=inputs["t5"],
+            encoder_attention_mask_1=inputs["t5_mask"],
+        ).sample,
+        "ours": lambda: ours(inputs["doubled"], inputs["timestep"], contexts, masks),
+        "ours+cache": lambda: ours(inputs["doubled"], inputs["timestep"], cache),
+        "ours+cache+shared": lambda: ours(inputs["latent"], inputs["timestep"], cache),
+    }
+
+
+def time_alternated(
+    calls: dict[str, Step], autocast_dtype: torch.dtype | None, protocol: str, repeats: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, torch.Tensor]]:
+    """Wall and CPU seconds per call over ``repeats`` rounds of all calls in turn, and each call's last output."""
+    walls = {name: [] for name in calls}
+    cpus = {name: [] for name in calls}
+    outputs = {}
+
+    def autocast():
+        return torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    def one_round(record: bool) -> None:
+        for name, call in calls.items():
+            started, cpu_started = time.perf_counter(), time.process_time()
+            if protocol == "step":
+                with torch.inference_mode(), autocast():
+                    outputs[name] = call()
+            else:
+                outputs[name] = call()
+            if record:
+                walls[name].append(time.perf_counter() - started)
+                cpus[name].append(time.process_time() - cpu_started)
+
+    if protocol == "step":
+        for round_index in range(warmup + repeats):
+            one_round(record=round_index >= warmup)
+    else:
+        with torch.no_grad(), autocast():
+            for round_index in range(warmup + repeats):
+                one_round(record=round_index >= warmup)
+    return walls, cpus, outputs
+
+
+def count_flops(reference, ours, inputs) -> dict[str, float]:
+    """FLOPs of one step: FlopCounterMode's default count, and with the attention products added.
+
+    On CPU, `scaled_dot_product_attention` runs `_scaled_dot_product_flash_attention_for_cpu`, which
+    FlopCounterMode does not know: its default count holds the convolutions and linear layers only.
+    """
+
+    def cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    counts = {}
+    calls = step_calls(reference, ours, inputs, None)
+    with torch.inference_mode():
+        for name in ("diffusers", "ours+cache+shared"):
+            plain = FlopCounterMode(display=False)
+            with plain:
+                calls[name]()
+            with_attention = FlopCounterMode(
+                display=False,
+                custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_flops},
+            )
+            with with_attention:
+                calls[name]()
+            counts[name] = plain.get_total_flops()
+            counts[name + " with attention"] = with_attention.get_total_flops()
+    return counts
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 4096, repeats: int = 10) -> float:
+    """Best FLOP/s of a size x size matmul in ``dtype`` on the current threads."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def report_precision(
+    label: str,
+    walls: dict[str, list[float]],
+    cpus: dict[str, list[float]],
+    outputs: dict[str, torch.Tensor],
+    flops: float,
+    peak: float,
+) -> list[str]:
+    """Table rows for one precision/protocol."""
+    base = "diffusers"
+    lines = [
+        f"{label}",
+        f"  {'call':<19}{'wall s':>8}{'cpu s':>8}{'x wall':>8}{'x cpu':>8}{'GFLOP/s':>9}{'% peak':>8}"
+        "  max|diff| vs diffusers",
+    ]
+    for name in walls:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        wall_ratio = statistics.median(b / a for a, b in zip(walls[name], walls[base], strict=True))
+        cpu_ratio = statistics.median(b / a for a, b in zip(cpus[name], cpus[base], strict=True))
+        difference = (outputs[name].float() - outputs[base].float()).abs().max().item()
+        lines.append(
+            f"  {name:<19}{wall:8.3f}{cpu:8.3f}{wall_ratio:8.2f}{cpu_ratio:8.2f}{flops / wall / 1e9:9.0f}"
+            f"{100 * flops / wall / peak:7.1f}%  {difference:.2e}"
+        )
+    lines.append("  wall s per round: " + "; ".join(
+        f"{name} " + " ".join(f"{seconds:.2f}" for seconds in walls[name]) for name in walls
+    ))
+    return lines
+
+
+def compile_trial(ours, inputs, autocast_dtype: torch.dtype | None, repeats: int) -> list[str]:
+    """torch.compile of our fast path: compile time (first call) and median step time against eager."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        cache = ours.precompute_context([inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]])
+    compiled = torch.compile(ours)
+    calls = {
+        "eager": lambda: ours(inputs["latent"], inputs["timestep"], cache),
+        "compiled": lambda: compiled(inputs["latent"], inputs["timestep"], cache),
+    }
+    started = time.perf_counter()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        calls["compiled"]()
+    compile_seconds = time.perf_counter() - started
+    walls, _, outputs = time_alternated(calls, autocast_dtype, "step", repeats, warmup=1)
+    eager, fast = statistics.median(walls["eager"]), statistics.median(walls["compiled"])
+    difference = (outputs["compiled"].float() - outputs["eager"].float()).abs().max().item()
+    return [
+        f"  torch.compile (default mode) of ours+cache+shared: first call {compile_seconds:.0f} s; step "
+        f"{fast:.3f} s vs eager {eager:.3f} s (x{eager / fast:.2f}); max|diff| to eager {difference:.2e}"
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8, help="timed rounds per precision and protocol")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "unet_step.txt")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile on our fast path (slow)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+
+    reference, ours = build_models()
+    inputs = build_inputs()
+    parameters = sum(parameter.numel() for parameter in ours.parameters())
+    flops = count_flops(reference, ours, inputs)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+
+    lines = [
+        f"bench_unet_step.py — {time.strftime('%Y-%m-%d %H:%M')}",
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {args.threads} torch threads; torch {torch.__version__}, "
+        f"diffusers {diffusers.__version__}",
+        f"load average at start {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f} (other processes may "
+        "share the cores: compare the paired ratios and CPU times more than absolute wall times)",
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+        f"model: AudioLDM 2 base UNet, {parameters / 1e6:.1f} M parameters; step: latent {(2, *LATENT_SHAPE)}, "
+        f"GPT-2 {(2, *GPT2_SHAPE)}, T5 {(2, *T5_SHAPE)} masked to {NEGATIVE_T5_TOKENS}/{T5_SHAPE[0]} tokens for the "
+        "negative prompt",
+        "",
+        "FLOPs per step (FlopCounterMode):",
+        f"  diffusers: {flops['diffusers'] / 1e9:.1f} GFLOPs counted by default (convolutions and linear layers; "
+        f"the CPU attention kernel is not counted), {flops['diffusers with attention'] / 1e9:.1f} GFLOPs with the "
+        "attention products",
+        f"  ours+cache+shared: {flops['ours+cache+shared'] / 1e9:.1f} / "
+        f"{flops['ours+cache+shared with attention'] / 1e9:.1f} GFLOPs (context projections done once per run, "
+        "shared layers once per step)",
+        f"matmul peak (4096^3, best of 10): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} "
+        "GFLOP/s; GFLOP/s and % peak below use the diffusers FLOPs with attention for every call (same work)",
+        "",
+    ]
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
+    for precision in precisions:
+        dtype = torch.bfloat16 if precision == "bf16" else None
+        protocols = ("step", "run") if precision == "bf16" else ("step",)
+        for protocol in protocols:
+            # Parameters keep requires_grad=True (as built): autocast's cache only keeps casts of such tensors.
+            calls = step_calls(reference, ours, inputs, dtype)
+            walls, cpus, outputs = time_alternated(calls, dtype, protocol, args.repeats, args.warmup)
+            label = f"{precision}, protocol '{protocol}', {args.repeats} rounds (median; x = diffusers / ours)"
+            lines += report_precision(
+                label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision]
+            )
+            lines.append("")
+    if args.compile:
+        for precision in precisions:
+            lines.append(f"{precision}:")
+            lines += compile_trial(ours, inputs, torch.bfloat16 if precision == "bf16" else None, args.repeats)
+        lines.append("")
+    load_after = os.getloadavg()
+    lines.append(
+        f"load average at end {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f}; "
+        f"benchmark took {time.perf_counter() - started:.0f} s"
+    )
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+
+    log = ""
+    if args.output.is_file():
+        previous = args.output.read_text(encoding="utf-8")
+        if LOG_MARKER in previous:
+            log = "\n" + previous[previous.index(LOG_MARKER) :]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text + log, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Train the HiFi-GAN vocoder (log-mel -> 16 kHz waveform) on the recipe's mel front end.
+#
+#   sh egs/tta/hifigan/run_train.sh [--config FILE] [--resume] [--set key=value ...]
+#
+# Run from the repository root. --config defaults to exp_config.json next to this script (AudioLDM 2's vocoder
+# size, meant for a GPU; exp_config_debug.json trains a small vocoder on a CPU in about ten minutes); --set
+# overrides any config value and is passed to every step (preprocess.* overrides also to preprocessing). The steps:
+#   1. bins/tta/preprocess.py    builds the dataset named in the config's preprocess section (resumable: clips
+#                                already processed are kept, so this is quick when the data exists);
+#   2. bins/tta/train_tta.py     trains into <log_dir>/<exp_name> (--resume continues the newest valid checkpoint).
+# The experiment folder is then a vocoder for every other stage: `vocoder: "exp/hifigan_debug"` in their configs,
+# or `--vocoder exp/hifigan_debug` for bins/tta/evaluate.py.
+# For several GPUs or nodes run step 2 under accelerate instead, e.g.
+#   accelerate launch --multi_gpu --num_processes 4 bins/tta/train_tta.py --config FILE
+# Set PYTHON to choose the interpreter (default python3).
+set -eu
+
+usage() {
+    echo "usage: sh $0 [--config FILE] [--resume] [--set key=value ...]" >&2
+    exit 2
+}
+
+if [ ! -f bins/tta/train_tta.py ]; then
+    echo "$0: run this from the repository root" >&2
+    exit 2
+fi
+
+python=${PYTHON:-python3}
+config=$(dirname "$0")/exp_config.json
+resume=""
+
+# Consume the arguments from the front; the --set pairs are re-appended at the back, so afterwards "$@" holds
+# exactly them, with their quoting intact (POSIX sh has no arrays).
+remaining=$#
+while [ "$remaining" -gt 0 ]; do
+    argument=$1
+    shift
+    remaining=$((remaining - 1))
+    case $argument in
+        --config)
+            [ "$remaining" -gt 0 ] || usage
+            config=$1
+            shift
+            remaining=$((remaining - 1))
+            ;;
+        --config=*) config=${argument#--config=} ;;
+        --resume) resume="--resume" ;;
+        --set)
+            [ "$remaining" -gt 0 ] || usage
+            set -- "$@" --set "$1"
+            shift
+            remaining=$((remaining - 1))
+            ;;
+        --set=*) set -- "$@" --set "${argument#--set=}" ;;
+        -h | --help) usage ;;
+        *)
+            echo "$0: unknown argument '$argument'" >&2
+            usage
+            ;;
+    esac
+done
+
+if [ ! -f "$config" ]; then
+    echo "$0: config file '$config' not found" >&2
+    exit 2
+fi
+
+# Preprocessing takes only preprocess.* overrides: pick them out of the --set pairs.
+preprocess() {
+    pairs=$#
+    while [ "$pairs" -gt 0 ]; do
+        value=$2
+        shift 2
+        pairs=$((pairs - 2))
+        case $value in
+            preprocess.*) set -- "$@" --set "$value" ;;
+        esac
+    done
+    "$python" bins/tta/preprocess.py --config "$config" "$@"
+}
+
+echo "== 1/2 preprocess ($config)"
+preprocess "$@"
+echo "== 2/2 train"
+# $resume is empty or one word, so it is left unquoted to vanish when empty.
+"$python" bins/tta/train_tta.py --config "$config" $resume "$@"

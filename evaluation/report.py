@@ -1,0 +1,98 @@
+"""Reports of `evaluation.generation` results: Markdown tables (one row per evaluated folder) and TensorBoard."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evaluation.metrics.attributes import SCORED_ATTRIBUTES
+from utils.logging import ExperimentWriter
+
+# Column order: families and attributes as `SCORED_ATTRIBUTES` lists them, anything else after.
+_ORDER = [family for family in SCORED_ATTRIBUTES] + [
+    f"{family}/{name}" for family, names in SCORED_ATTRIBUTES.items() for name in names
+]
+
+
+def _ordered(keys: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(keys))
+    return sorted(unique, key=lambda key: (_ORDER.index(key) if key in _ORDER else len(_ORDER), unique.index(key)))
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _backbone_columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(header, backbone, metric key) of the set-metric columns; headers name the backbone when there are several."""
+    backbones = list(dict.fromkeys(name for result in results for name in result["metrics"]))
+    columns = []
+    for metric, header in (("fd", "FD"), ("fad", "FAD"), ("kl", "KL"), ("kl_sigmoid", "KL sigmoid"), ("is", "IS")):
+        for backbone in backbones:
+            if any(result["metrics"].get(backbone, {}).get(metric) is not None for result in results):
+                label = header if len(backbones) == 1 else f"{header} ({backbone})"
+                columns.append((label, backbone, metric))
+    return columns
+
+
+def markdown_report(results: Sequence[dict[str, Any]]) -> str:
+    """Two Markdown tables: set metrics and adherence per family, then adherence per attribute with a chance row
+    (FD/FAD/KL lower is better; IS, text–audio score and adherence higher is better)."""
+    columns = _backbone_columns(results)
+    families = _ordered([family for result in results for family in result["adherence_by_family"]])
+    header = ["Clips", "N", *(label for label, _, _ in columns), "Text–audio",
+              *(f"Adherence {family}" for family in families), "Problems"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in results:
+        text_audio = (result.get("text_audio") or {}).get("score")
+        row = [
+            result["name"],
+            str(result["num_clips"]),
+            *(_number(result["metrics"][backbone].get(metric), ".2f") for _, backbone, metric in columns),
+            _number(text_audio, ".3f"),
+            *(_number(result["adherence_by_family"].get(family), ".1%") for family in families),
+            str(len(result["problems"])),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    attributes = _ordered([key for result in results for key in result["adherence"]])
+    if attributes:
+        lines += ["", "| Clips | " + " | ".join(attributes) + " |", "|" + "---|" * (len(attributes) + 1)]
+        for result in results:
+            cells = (_number(result["adherence"].get(key), ".1%") for key in attributes)
+            lines.append(f"| {result['name']} | " + " | ".join(cells) + " |")
+        chance = results[0]["chance"]
+        lines.append("| chance | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
+    lines += [
+        "",
+        "FD, FAD (Fréchet distances to the reference clips' embeddings) and KL (paired, reference vs clip class "
+        "posteriors): lower is better. IS, text–audio score (mean cosine of prompt and clip) and attribute adherence "
+        "(accuracy against the prompt's attributes: signal measurements for sound-effect pitch, count, sweep, "
+        "loudness and length; the evaluation classifier otherwise): higher is better.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write text to a temporary name and rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def log_to_tensorboard(results: Sequence[dict[str, Any]], log_dir: Path | str, *, step: int = 0) -> None:
+    """Every number of the tables as a TensorBoard scalar "eval/<folder name>/<metric>" at `step`."""
+    writer = ExperimentWriter(log_dir, enabled=True)
+    for result in results:
+        scalars = {}
+        for backbone, metrics in result["metrics"].items():
+            for key, value in metrics.items():
+                if isinstance(value, float):
+                    scalars[f"eval/{result['name']}/{key}_{backbone}"] = value
+        if (result.get("text_audio") or {}).get("score") is not None:
+            scalars[f"eval/{result['name']}/text_audio"] = result["text_audio"]["score"]
+        for key, value in result["adherence"].items():
+            scalars[f"eval/{result['name']}/adherence/{key}"] = value
+        writer.scalars(scalars, step)
+    writer.close()

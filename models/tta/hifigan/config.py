@@ -1,0 +1,165 @@
+"""Config schema of the HiFi-GAN vocoder stage and the builders that turn its sections into models.
+
+`HifiGanExperiment` is the schema `bins/tta/train_tta.py` validates a config with `model_type: "HiFiGAN"`
+against (`HifiGanTrainer.config_schema`). The generator's input width is the mel front end's `n_mels` and its
+total upsampling must equal the front end's `hop_length`, so neither is repeated in the `model` section.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models.base.trainer_config import TrainerConfig
+from models.tta.hifigan.discriminator import HifiGanDiscriminator
+from models.tta.hifigan.loss import LOSS_NAMES
+from models.tta.hifigan.model import HifiGanGenerator
+from modules.discriminators.hifigan import MSD_GROUPS, MSD_KERNEL_SIZES
+from preprocessors.config import PreprocessConfig
+from utils.config import ConfigError
+
+
+@dataclass
+class GeneratorConfig:
+    """`HifiGanGenerator` sizes; the defaults are AudioLDM 2's vocoder (REFERENCE.md, ≈55.3 M parameters)."""
+
+    upsample_initial_channel: int = 1024
+    upsample_rates: list[int] = field(default_factory=lambda: [5, 4, 2, 2, 2])
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 8, 4, 4])
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    leaky_relu_slope: float = 0.1
+
+    @property
+    def hop_length(self) -> int:
+        hop = 1
+        for rate in self.upsample_rates:
+            hop *= rate
+        return hop
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Multi-period (`periods`, `mpd_channels`) and multi-scale (`msd_scales`, `msd_channels`, `msd_groups`)
+    discriminators; the defaults are the HiFi-GAN paper's. An empty `periods` or `msd_scales: 0` leaves that
+    discriminator out (at least one must stay)."""
+
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    mpd_channels: list[int] = field(default_factory=lambda: [32, 128, 512, 1024, 1024])
+    msd_scales: int = 3
+    msd_channels: list[int] = field(default_factory=lambda: [128, 128, 256, 512, 1024, 1024, 1024])
+    msd_groups: list[int] = field(default_factory=lambda: list(MSD_GROUPS))
+    leaky_relu_slope: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.periods and self.msd_scales == 0:
+            raise ValueError("periods is empty and msd_scales is 0: at least one discriminator is needed")
+        if self.msd_scales < 0:
+            raise ValueError(f"msd_scales must be >= 0, got {self.msd_scales}")
+        if self.periods and not self.mpd_channels:
+            raise ValueError("mpd_channels must name at least one layer")
+        if self.msd_scales and not len(self.msd_channels) == len(self.msd_groups) == len(MSD_KERNEL_SIZES):
+            raise ValueError(
+                f"msd_channels and msd_groups need {len(MSD_KERNEL_SIZES)} entries each, got "
+                f"{len(self.msd_channels)} and {len(self.msd_groups)}"
+            )
+        for channels, groups in zip((1, *self.msd_channels[:-1]), self.msd_groups):
+            if self.msd_scales and channels % groups:
+                raise ValueError(f"msd_groups {self.msd_groups}: a layer's input channels must divide by its groups")
+
+
+@dataclass
+class HifiGanLossConfig:
+    """`weights` maps every loss name (mel, adv_g, fm, disc) to its weight; the names are also the logged metric
+    names. The discriminators are trained and the adversarial and feature-matching losses used from training step
+    `disc_start_step` on (0: from the start, as in the paper); before it the generator learns from mel L1 only."""
+
+    weights: dict[str, float] = field(default_factory=lambda: {"mel": 45.0, "adv_g": 1.0, "fm": 2.0, "disc": 1.0})
+    disc_start_step: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.weights) - set(LOSS_NAMES))
+        missing = sorted(set(LOSS_NAMES) - set(self.weights))
+        if unknown or missing:
+            raise ValueError(f"weights must name exactly {list(LOSS_NAMES)}: unknown {unknown}, missing {missing}")
+        if self.disc_start_step < 0:
+            raise ValueError(f"disc_start_step must be >= 0, got {self.disc_start_step}")
+
+
+@dataclass
+class HifiGanDataConfig:
+    """Training reads random `segment_frames`-frame waveform segments (offsets on the hop grid) of
+    `train_split`; validation the first `valid_frames` frames of each `valid_split` clip. `datasets` lists the
+    processed datasets to read (empty: `preprocess.dataset`). `num_sample_clips` validation clips are vocoded to
+    TensorBoard audio and mel images at every `trainer.sample_every`."""
+
+    datasets: list[str] = field(default_factory=list)
+    train_split: str = "train"
+    valid_split: str = "valid"
+    segment_frames: int = 32
+    valid_frames: int = 500
+    num_sample_clips: int = 2
+
+    def __post_init__(self) -> None:
+        if self.segment_frames < 1:
+            raise ValueError(f"segment_frames must be >= 1, got {self.segment_frames}")
+        if self.valid_frames < 1:
+            raise ValueError(f"valid_frames must be >= 1, got {self.valid_frames}")
+        if self.num_sample_clips < 0:
+            raise ValueError(f"num_sample_clips must be >= 0, got {self.num_sample_clips}")
+
+
+@dataclass
+class HifiGanExperiment:
+    """A HiFi-GAN vocoder experiment; its folder is `<log_dir>/<exp_name>`."""
+
+    model_type: Literal["HiFiGAN"]
+    exp_name: str
+    preprocess: PreprocessConfig
+    log_dir: str = "exp"
+    data: HifiGanDataConfig = field(default_factory=HifiGanDataConfig)
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: HifiGanLossConfig = field(default_factory=HifiGanLossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if not self.exp_name:
+            raise ConfigError("exp_name: must not be empty")
+        hop_length = self.preprocess.mel.hop_length
+        if self.model.hop_length != hop_length:
+            raise ConfigError(
+                f"model.upsample_rates {self.model.upsample_rates} multiply to {self.model.hop_length}, but the "
+                f"vocoder must upsample by preprocess.mel.hop_length = {hop_length}"
+            )
+        segment_samples = self.data.segment_frames * hop_length
+        if segment_samples < self.preprocess.mel.n_fft:
+            raise ConfigError(
+                f"data.segment_frames: {self.data.segment_frames} frames ({segment_samples} samples) are shorter "
+                f"than one STFT window (preprocess.mel.n_fft = {self.preprocess.mel.n_fft})"
+            )
+
+
+def build_generator(config: GeneratorConfig, *, n_mels: int, use_weight_norm: bool) -> HifiGanGenerator:
+    """The generator for a `model` section; `n_mels` is the front end's (preprocess.mel.n_mels). Training uses
+    weight norm; inference folds it away after loading."""
+    return HifiGanGenerator(
+        model_in_dim=n_mels,
+        upsample_initial_channel=config.upsample_initial_channel,
+        upsample_rates=tuple(config.upsample_rates),
+        upsample_kernel_sizes=tuple(config.upsample_kernel_sizes),
+        resblock_kernel_sizes=tuple(config.resblock_kernel_sizes),
+        resblock_dilation_sizes=tuple(tuple(d) for d in config.resblock_dilation_sizes),
+        leaky_relu_slope=config.leaky_relu_slope,
+        use_weight_norm=use_weight_norm,
+    )
+
+
+def build_discriminator(config: DiscriminatorConfig) -> HifiGanDiscriminator:
+    """The MPD + MSD model for a `discriminator` section."""
+    return HifiGanDiscriminator(
+        periods=tuple(config.periods),
+        mpd_channels=tuple(config.mpd_channels),
+        msd_scales=config.msd_scales,
+        msd_channels=tuple(config.msd_channels),
+        msd_groups=tuple(config.msd_groups),
+        leaky_relu_slope=config.leaky_relu_slope,
+    )

@@ -1,0 +1,156 @@
+"""The UNet's inference fast paths give the plain forward's (and diffusers') outputs.
+
+Precomputed context keys/values (``precompute_context``), a latent shared by the guidance halves, and the
+channels-last layout inside; plus their argument checks.
+"""
+
+import pytest
+import torch
+from diffusers import AudioLDM2UNet2DConditionModel
+
+from models.tta.audioldm.unet import AudioLDMUNet
+from models.tta.audioldm.unet_key_map import convert_diffusers_unet_state_dict, unet_kwargs_from_diffusers_config
+from modules.attention import Attention
+
+TOLERANCE = 1e-5
+
+BASE_LIKE = dict(
+    sample_size=16,
+    in_channels=8,
+    out_channels=8,
+    block_out_channels=(16, 32),
+    layers_per_block=2,
+    norm_num_groups=8,
+    attention_head_dim=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=[[None, 16, 32], [None, 16, 32]],
+)
+# Two transformer layers per transformer (each with its own cross-attention keys/values), as in the large UNet.
+LARGE_LIKE = dict(
+    BASE_LIKE,
+    block_out_channels=(16, 32, 32),
+    layers_per_block=1,
+    transformer_layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=[[None, 16, 32, None]] * 3,
+)
+
+
+def _models(config: dict) -> tuple[AudioLDM2UNet2DConditionModel, AudioLDMUNet]:
+    torch.manual_seed(0)
+    reference = AudioLDM2UNet2DConditionModel(**config).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    ours = AudioLDMUNet(**unet_kwargs_from_diffusers_config(dict(reference.config))).eval()
+    ours.load_state_dict(convert_diffusers_unet_state_dict(reference.state_dict(), ours))
+    return reference, ours
+
+
+def _guided_inputs(prompts: int = 1, height: int = 16, width: int = 8):
+    """``prompts`` latents and [negative, positive] contexts for them (2 * prompts rows)."""
+    torch.manual_seed(1)
+    latents = torch.randn(prompts, 8, height, width)
+    gpt = torch.randn(2 * prompts, 8, 16)
+    t5 = torch.randn(2 * prompts, 7, 32)
+    t5_mask = torch.ones(2 * prompts, 7, dtype=torch.bool)
+    t5_mask[:prompts, 3:] = False
+    return latents, gpt, t5, t5_mask
+
+
+def _reference_step(reference, latents, timestep, gpt, t5, t5_mask) -> torch.Tensor:
+    """diffusers' guided call: the latents doubled."""
+    return reference(
+        torch.cat([latents, latents]),
+        timestep,
+        encoder_hidden_states=gpt,
+        encoder_hidden_states_1=t5,
+        encoder_attention_mask_1=t5_mask,
+    ).sample
+
+
+@pytest.mark.parametrize("config", [BASE_LIKE, LARGE_LIKE], ids=["base_like", "large_like"])
+def test_precomputed_contexts_and_shared_latent_match_diffusers(config):
+    reference, ours = _models(config)
+    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=10)
+    timestep = torch.tensor([17, 843])
+    with torch.no_grad():
+        expected = _reference_step(reference, latents, torch.cat([timestep, timestep]), gpt, t5, t5_mask)
+        cache = ours.precompute_context([gpt, t5], [None, t5_mask])
+        doubled = torch.cat([latents, latents])
+        outputs = {
+            "plain": ours(doubled, torch.cat([timestep, timestep]), [gpt, t5], [None, t5_mask]),
+            "cache": ours(doubled, torch.cat([timestep, timestep]), cache),
+            "shared": ours(latents, timestep, [gpt, t5], [None, t5_mask]),
+            "cache+shared": ours(latents, timestep, cache),
+        }
+    for name, actual in outputs.items():
+        assert actual.shape == expected.shape, name
+        assert actual.is_contiguous(), name
+        assert (actual - expected).abs().max().item() <= TOLERANCE, name
+
+
+def test_precomputed_contexts_equal_raw_contexts_under_bf16_autocast():
+    _, ours = _models(BASE_LIKE)
+    latents, gpt, t5, t5_mask = _guided_inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cache = ours.precompute_context([gpt, t5], [None, t5_mask])
+        plain = ours(torch.cat([latents, latents]), 500, [gpt, t5], [None, t5_mask])
+        cached = ours(torch.cat([latents, latents]), 500, cache)
+    torch.testing.assert_close(cached, plain, atol=0, rtol=0)
+
+
+def test_channels_last_input_gives_the_same_output():
+    _, ours = _models(BASE_LIKE)
+    latents, gpt, t5, t5_mask = _guided_inputs()
+    with torch.no_grad():
+        plain = ours(latents, 5, [gpt[:1], t5[:1]], [None, t5_mask[:1]])
+        channels_last = ours(
+            latents.contiguous(memory_format=torch.channels_last), 5, [gpt[:1], t5[:1]], [None, t5_mask[:1]]
+        )
+    torch.testing.assert_close(channels_last, plain, atol=1e-6, rtol=0)
+
+
+def test_fast_path_arguments_are_checked():
+    _, ours = _models(BASE_LIKE)
+    _, other = _models(BASE_LIKE)
+    latents, gpt, t5, t5_mask = _guided_inputs()
+    cache = ours.precompute_context([gpt, t5], [None, t5_mask])
+    with pytest.raises(ValueError, match="carry their masks"):
+        ours(latents, 5, cache, [None, t5_mask])
+    with pytest.raises(ValueError, match="another network"):
+        other(latents, 5, cache)
+    with pytest.raises(ValueError, match="not a multiple"):
+        ours(torch.cat([latents] * 3), 5, cache)
+    with pytest.raises(ValueError, match="timestep"):
+        ours(latents, torch.tensor([5, 6]), cache)
+    with pytest.raises(ValueError, match="expected 2 context tensors"):
+        ours.precompute_context([gpt])
+    self_attention_only = AudioLDMUNet(
+        in_channels=8,
+        out_channels=8,
+        block_out_channels=(16,),
+        attention_blocks=(True,),
+        cross_attention_dims=(None,),
+        norm_groups=8,
+        num_attention_heads=4,
+    )
+    with pytest.raises(ValueError, match="no context streams"):
+        self_attention_only.precompute_context([])
+
+
+def test_attention_projected_context_matches_raw_context():
+    torch.manual_seed(0)
+    attention = Attention(query_dim=16, context_dim=12, heads=4, head_dim=8).eval()
+    hidden, context = torch.randn(2, 5, 16), torch.randn(2, 7, 12)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    with torch.no_grad():
+        projected = attention.project_context(context, mask)
+        torch.testing.assert_close(attention(hidden, projected), attention(hidden, context, mask), atol=0, rtol=0)
+    assert projected.key.shape == projected.value.shape == (2, 4, 7, 8)
+    with pytest.raises(ValueError, match="carries its mask"):
+        attention(hidden, projected, mask)
+    with pytest.raises(ValueError, match="batch"):
+        attention(hidden[:1], projected)

@@ -1,0 +1,189 @@
+"""The HiFi-GAN stage on the shared trainer: the debug recipe, shrunk, trains through `bins/tta/train_tta.py`,
+saves, resumes, logs vocoded audio, and its experiment folder loads as a vocoder."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bins.tta import preprocess, train_tta
+from models.tta.hifigan.config import HifiGanExperiment, build_generator
+from models.tta.hifigan.trainer import DISCRIMINATOR_NAME, HifiGanTrainer
+from models.tta.vocoders import GENERATOR_NAME, load_vocoder
+from tests.models.base.toy_stage import reset_accelerate_state
+from utils.checkpoint import latest_valid_checkpoint, list_checkpoints, load_model_weights
+from utils.config import ConfigError, config_to_dict, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+RECIPE = REPO_ROOT / "egs" / "tta" / "hifigan"
+DEBUG_CONFIG = RECIPE / "exp_config_debug.json"
+HOP = 160
+VALID_FRAMES = 40
+
+# The debug recipe shrunk to a few thousand parameters and a few short segments.
+SHRINK = [
+    "model.upsample_initial_channel=16",
+    "model.resblock_kernel_sizes=[3]",
+    "model.resblock_dilation_sizes=[[1, 3]]",
+    "discriminator.periods=[2, 3]",
+    "discriminator.mpd_channels=[4, 8]",
+    "discriminator.msd_scales=1",
+    "discriminator.msd_channels=[16, 16, 16, 16, 16, 16, 16]",
+    "data.segment_frames=8",
+    f"data.valid_frames={VALID_FRAMES}",
+    "data.num_sample_clips=1",
+    "trainer.batch_size=2",
+    "trainer.valid_batch_size=2",
+    "trainer.valid_max_batches=1",
+    "trainer.num_workers=0",
+    "trainer.log_every=1",
+    "trainer.valid_every=2",
+    "trainer.sample_every=2",
+    "trainer.save_every=1",
+    "trainer.keep_last_n=0",
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    reset_accelerate_state()
+    yield
+
+
+@pytest.fixture(scope="module")
+def processed_dir(tmp_path_factory) -> Path:
+    """The built-in dataset, 12 clips of 2 s, preprocessed with the recipe's own config."""
+    root = tmp_path_factory.mktemp("processed")
+    status = preprocess.main(
+        [
+            "--config", str(DEBUG_CONFIG), "--no-progress",
+            "--set", f"preprocess.processed_dir={root}",
+            "--set", "preprocess.builtin.num_clips=12",
+            "--set", "preprocess.builtin.clip_seconds=2.0",
+            "--set", "preprocess.valid_fraction=0.25",
+            "--set", "preprocess.test_fraction=0.25",
+            "--set", "preprocess.num_workers=1",
+        ]
+    )
+    assert status == 0
+    return root
+
+
+def _overrides(processed_dir: Path, log_dir: Path, *extra: str) -> list[str]:
+    return [*SHRINK, f"preprocess.processed_dir={processed_dir}", f"log_dir={log_dir}", *extra]
+
+
+def _train(processed_dir: Path, log_dir: Path, *extra: str, resume: bool = False) -> int:
+    argv = ["--config", str(DEBUG_CONFIG)]
+    for override in _overrides(processed_dir, log_dir, *extra):
+        argv += ["--set", override]
+    return train_tta.main(argv + (["--resume"] if resume else []))
+
+
+def _trainer(processed_dir: Path, log_dir: Path, *extra: str) -> HifiGanTrainer:
+    config = load_config(DEBUG_CONFIG, HifiGanExperiment, _overrides(processed_dir, log_dir, *extra))
+    return HifiGanTrainer(config, log_dir / config.exp_name, config_to_dict(config))
+
+
+def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(processed_dir, tmp_path, caplog):
+    ema = ["trainer.ema.enabled=true", "trainer.ema.decay=0.5"]
+    assert _train(processed_dir, tmp_path, "trainer.max_steps=2", *ema) == 0
+    exp_dir = tmp_path / "hifigan_debug"
+    assert [step for step, _ in list_checkpoints(exp_dir / "checkpoints")] == [1, 2]
+
+    reset_accelerate_state()
+    with caplog.at_level(logging.INFO):
+        assert _train(processed_dir, tmp_path, "trainer.max_steps=3", *ema, resume=True) == 0
+    assert "(step 2)" in caplog.text and "resumed from" in caplog.text
+    assert [step for step, _ in list_checkpoints(exp_dir / "checkpoints")] == [1, 2, 3]
+    assert json.loads((exp_dir / "config.json").read_text())["model_type"] == "HiFiGAN"
+
+    events = EventAccumulator(str(exp_dir / "logs"), size_guidance={"audio": 0, "images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {f"train/{name}" for name in ("mel", "adv_g", "fm", "disc")} <= set(tags["scalars"])
+    assert {"valid/mel_l1", "valid/lsd", "valid/mr_stft"} <= set(tags["scalars"])
+    assert any(tag.startswith("vocoded/") for tag in tags["audio"])
+    assert any(tag.startswith("real/") for tag in tags["audio"])
+    assert any(tag.startswith("vocoded_mel/") for tag in tags["images"])
+
+    config = load_config(DEBUG_CONFIG, HifiGanExperiment, _overrides(processed_dir, tmp_path))
+    vocoder = load_vocoder(str(exp_dir), mel=config.preprocess.mel)
+    mel = torch.randn(1, VALID_FRAMES, config.preprocess.mel.n_mels) - 5.0
+    with torch.no_grad():
+        waveform = vocoder(mel)
+    assert waveform.shape == (1, VALID_FRAMES * HOP) and torch.isfinite(waveform).all()
+
+    # The vocoder carries the EMA weights of the newest checkpoint, not the raw ones.
+    checkpoint = latest_valid_checkpoint(exp_dir / "checkpoints")
+    for use_ema, should_match in ((True, True), (False, False)):
+        generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=True)
+        load_model_weights(checkpoint, GENERATOR_NAME, generator, use_ema=use_ema)
+        generator.remove_weight_norm()
+        with torch.no_grad():
+            reference = generator.eval()(mel)[:, : VALID_FRAMES * HOP]
+        assert torch.allclose(waveform, reference, atol=1e-6) is should_match
+
+
+def test_discriminator_waits_for_disc_start_step(processed_dir, tmp_path):
+    trainer = _trainer(processed_dir, tmp_path, "trainer.max_steps=2", "loss.disc_start_step=2")
+    before = {k: v.clone() for k, v in trainer.unwrap(DISCRIMINATOR_NAME).state_dict().items()}
+    generator_before = {k: v.clone() for k, v in trainer.unwrap(GENERATOR_NAME).state_dict().items()}
+    trainer.train()
+    after = trainer.unwrap(DISCRIMINATOR_NAME).state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    generator_after = trainer.unwrap(GENERATOR_NAME).state_dict()
+    assert not all(torch.equal(generator_before[key], generator_after[key]) for key in generator_before)
+
+    reset_accelerate_state()
+    trainer = _trainer(processed_dir, tmp_path / "adversarial", "trainer.max_steps=1")
+    before = {k: v.clone() for k, v in trainer.unwrap(DISCRIMINATOR_NAME).state_dict().items()}
+    trainer.train()
+    after = trainer.unwrap(DISCRIMINATOR_NAME).state_dict()
+    assert not all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_bf16_mixed_precision_step_gives_finite_losses(processed_dir, tmp_path):
+    trainer = _trainer(
+        processed_dir, tmp_path, "trainer.max_steps=1", "trainer.mixed_precision=bf16", "trainer.valid_every=1"
+    )
+    trainer.train()
+    assert all(parameter.dtype == torch.float32 for parameter in trainer.unwrap(GENERATOR_NAME).parameters())
+    assert all(torch.isfinite(parameter).all() for parameter in trainer.unwrap(GENERATOR_NAME).parameters())
+
+
+def test_batch_with_no_loadable_clip_stops_with_a_clear_error(processed_dir, tmp_path):
+    broken = tmp_path / "processed"
+    shutil.copytree(processed_dir, broken)
+    for wav in (broken / "builtin" / "wav").glob("*.wav"):
+        wav.write_bytes(b"not audio")
+    trainer = _trainer(broken, tmp_path, "trainer.max_steps=1")
+    with pytest.warns(UserWarning, match="skipping"), pytest.raises(RuntimeError, match="could be loaded"):
+        trainer.train()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.upsample_rates=[8, 5, 2]", r"multiply to 80.*hop_length = 160"),
+        ("loss.weights.mell=45.0", r"unknown \['mell'\]"),
+        ("data.segment_frames=4", "shorter than one STFT window"),
+        ("discriminator.msd_groups=[1, 3, 16, 16, 16, 16, 1]", "must divide by its groups"),
+        ("model_type=HiFiGan", "model_type"),
+    ],
+)
+def test_config_mistakes_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEBUG_CONFIG, HifiGanExperiment, [override])
+
+
+def test_full_size_recipe_builds_the_audioldm2_vocoder():
+    config = load_config(RECIPE / "exp_config.json", HifiGanExperiment)
+    generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=False)
+    parameters = sum(parameter.numel() for parameter in generator.parameters())
+    assert abs(parameters / 1e6 - 55.3) < 0.1
+    assert generator.hop_length == config.preprocess.mel.hop_length == HOP
