@@ -29,12 +29,9 @@ class GEGLUFeedForward(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, N, dim) -> (B, N, dim)."""
-        # ``proj`` as two matmuls on its weight halves: contiguous halves make the GELU and the product cheaper
-        # than slicing one (B, N, 2 * inner) output.
-        value_weight, gate_weight = self.proj.weight.chunk(2)
-        value_bias, gate_bias = self.proj.bias.chunk(2)
-        gate = F.gelu(F.linear(hidden, gate_weight, gate_bias))
-        return self.out(self.dropout(F.linear(hidden, value_weight, value_bias).mul_(gate)))
+        value, gate = self.proj(hidden).chunk(2, dim=-1)
+        # In place on the fresh GELU output: one (B, N, inner) buffer less (autograd-safe: GELU keeps its input).
+        return self.out(self.dropout(F.gelu(gate).mul_(value)))
 
 
 @dataclass(frozen=True)
@@ -93,9 +90,8 @@ class TransformerLayer(nn.Module):
 class SpatialTransformer(nn.Module):
     """Transformer over the H*W positions of a feature map, with a residual around the whole stack.
 
-    ``x + proj_out(layers(proj_in(GroupNorm(x))))`` with 1x1 convolutions for the projections (kept as ``Conv2d``
-    parameters for checkpoint compatibility); the layers see (B, H*W, C) tokens. Rombach et al. 2022 (latent
-    diffusion), "SpatialTransformer".
+    ``x + proj_out(layers(proj_in(GroupNorm(x))))`` with 1x1 convolutions for the projections; the layers see
+    (B, H*W, C) tokens. Rombach et al. 2022 (latent diffusion), "SpatialTransformer".
     """
 
     def __init__(
@@ -153,11 +149,9 @@ class SpatialTransformer(nn.Module):
         else:
             layer_contexts = (context,) * len(self.layers)
         batch, channels, height, width = hidden.shape
-        # The 1x1 projections run as matmuls on (B, H*W, C) tokens: for channels-last input, taking and restoring
-        # the token layout then copies nothing (and matmuls beat 1x1 convolutions on CPU).
-        normed = self.norm(hidden).permute(0, 2, 3, 1).reshape(batch, height * width, channels).contiguous()
-        tokens = F.linear(normed, self.proj_in.weight.flatten(1), self.proj_in.bias)
+        # For channels-last input (the UNet's layout on large maps) the (B, H*W, C) token views copy nothing.
+        tokens = self.proj_in(self.norm(hidden)).permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        tokens = tokens.contiguous()
         for layer, layer_context in zip(self.layers, layer_contexts, strict=True):
             tokens = layer(tokens, context=layer_context, context_mask=context_mask)
-        tokens = F.linear(tokens, self.proj_out.weight.flatten(1), self.proj_out.bias)
-        return hidden + tokens.view(batch, height, width, channels).permute(0, 3, 1, 2)
+        return hidden + self.proj_out(tokens.view(batch, height, width, channels).permute(0, 3, 1, 2))

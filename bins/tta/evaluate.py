@@ -1,13 +1,17 @@
 """Evaluate the recipe's models. One subcommand per kind of evaluation:
 
     python bins/tta/evaluate.py reconstruction --vae CKPT [--vocoder SPEC] [--split test] [--output FILE.json]
+    python bins/tta/evaluate.py generation --config CFG --clips [NAME=]DIR [--clips ...] --output_dir DIR
+    python bins/tta/evaluate.py eval_models --config CFG [--split test] [--output FILE.json]
 
 `reconstruction`: paired metrics of a split's real clips against VAE reconstructions (mel L1, L2, PSNR, SSIM,
 LSD of the mels) and, with `--vocoder`, of the real wavs against the vocoded audio (LSD, multi-resolution STFT
 distance, mel metrics of the audio). `--vae` is an experiment folder (newest valid checkpoint), a checkpoint
 folder or a diffusers `vae/` folder; without it the real mels are vocoded, which evaluates the vocoder alone.
 The data is the VAE checkpoint's (its `preprocess` section and datasets) unless `--config` names a recipe
-config whose `preprocess` section to use. Prints the report as JSON and writes it to `--output`.
+config whose `preprocess` section to use. `generation` and `eval_models` (FD, FAD, KL, IS, text–audio score and
+attribute adherence of folders of clips; held-out accuracy of the evaluation models) are described in
+`evaluation.cli`. Prints the report as JSON and writes it to `--output`.
 Run from the repository root (relative paths in configs are relative to it). Exit status 2 on unusable input.
 """
 
@@ -20,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from evaluation.cli import add_eval_models_subcommand, add_generation_subcommand  # noqa: E402
 from evaluation.reconstruction_eval import evaluate_reconstruction  # noqa: E402
 from models.base.data import read_split  # noqa: E402
 from models.tta.autoencoderkl.loading import LoadedVAE, load_vae  # noqa: E402
@@ -107,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_reconstruction_parser(commands)
+    add_generation_subcommand(commands)
+    add_eval_models_subcommand(commands)
     args = parser.parse_args(argv)
     try:
         report = args.run(args)
     except (UsageError, ConfigError, CheckpointError, VocoderSpecError, FileNotFoundError) as error:
         print(f"evaluate {args.command}: error: {error}", file=sys.stderr)
         return 2
-    if args.output is not None:
+    # `generation` writes its own reports into --output_dir; the others write the printed report to --output.
+    if getattr(args, "output", None) is not None:
         write_json_atomic(args.output, report)
     print(json.dumps(report, indent=2))
     return 0

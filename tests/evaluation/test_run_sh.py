@@ -70,8 +70,10 @@ def test_unknown_arguments_are_refused():
                     "subcommands (evaluation.cli) yet")
 def test_run_evaluate_measures_models_and_clips(recipe, tmp_path):
     exp, processed = recipe["exp"], recipe["root"] / "processed"
+    # The evaluation models train on their own build of the built-in data ("builtin_eval"), the only one here.
     overrides = as_overrides("--set", {
         "preprocess.processed_dir": str(processed),
+        "preprocess.dataset": "builtin_eval",
         "evaluation.backbones": [{"name": "ours", "path": str(exp / "audio_classifier_debug")}],
         "evaluation.text_audio": {"kind": "ours", "path": str(exp / "text_audio_debug")},
     })
@@ -81,7 +83,7 @@ def test_run_evaluate_measures_models_and_clips(recipe, tmp_path):
     assert report["classifier"]["num_clips"] == 1 and "sfx/pitch" in report["classifier"]
     clips = tmp_path / "real clips"
     clips.mkdir()
-    for wav in sorted((processed / "builtin" / "wav").glob("*.wav"))[:4]:
+    for wav in sorted((processed / "builtin_eval" / "wav").glob("*.wav"))[:4]:
         shutil.copy(wav, clips / wav.name)
     generation = run("run_evaluate.sh", ["--clips", f"real={clips}", "--output_dir", str(tmp_path), *overrides])
     assert generation.returncode == 0, generation.stderr[-3000:]

@@ -42,17 +42,19 @@ class ClassifierModelConfig:
 @dataclass
 class ClassifierDataConfig:
     """Whole clips, not crops (a crop would change how many beeps a clip has): each clip of `datasets` (empty:
-    `preprocess.dataset`) is cut or padded (with silence) to `segment_frames` frames from its start. Training
-    shifts every clip's level by a random gain of up to +-`gain_jitter_db` dB (well inside the 15 dB between the
-    built-in "quiet" and "loud"), so the loudness heads learn a level, not one exact value."""
+    `preprocess.dataset`) is cut or padded (with silence) to `segment_frames` frames from its start. Training reads
+    every split of `train_splits` and validates on `valid_split` (empty: no validation). Training shifts every
+    clip's level by a random gain of up to +-`gain_jitter_db` dB (well inside the 15 dB between the built-in
+    "quiet" and "loud"), so the loudness heads learn a level, not one exact value."""
 
     datasets: list[str] = field(default_factory=list)
-    train_split: str = "train"
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
     valid_split: str = "valid"
     segment_frames: int = 1024
     gain_jitter_db: float = 3.0
 
     def __post_init__(self) -> None:
+        _require(bool(self.train_splits), "train_splits must name at least one split")
         _require(self.segment_frames > 0, f"segment_frames must be > 0, got {self.segment_frames}")
         _require(self.gain_jitter_db >= 0, f"gain_jitter_db must be >= 0, got {self.gain_jitter_db}")
 

@@ -15,16 +15,20 @@ from models.base.data import LOG_MEL_FLOOR, ClipRecord, EpochSeededDataset, MelS
 from models.tta.audio_classifier.labels import record_targets
 
 
-def read_split_records(processed_dir: Path | str, datasets: list[str], split: str) -> list[dict[str, Any]]:
-    """The records of `<processed_dir>/<dataset>/<split>.json` for each dataset, "Dataset" filled in."""
+def read_split_records(
+    processed_dir: Path | str, datasets: list[str], splits: str | list[str]
+) -> list[dict[str, Any]]:
+    """The records of `<processed_dir>/<dataset>/<split>.json` for each dataset and split, "Dataset" filled in."""
+    splits = [splits] if isinstance(splits, str) else splits
     records = []
     for dataset in datasets:
-        path = Path(processed_dir) / dataset / f"{split}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run preprocessing for dataset {dataset!r} first")
-        records += [{**item, "Dataset": dataset} for item in json.loads(path.read_text(encoding="utf-8"))]
+        for split in splits:
+            path = Path(processed_dir) / dataset / f"{split}.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: run preprocessing for dataset {dataset!r} first")
+            records += [{**item, "Dataset": dataset} for item in json.loads(path.read_text(encoding="utf-8"))]
     if not records:
-        raise ValueError(f"split {split!r} of {datasets} under {processed_dir} is empty")
+        raise ValueError(f"splits {splits} of {datasets} under {processed_dir} are empty")
     return records
 
 

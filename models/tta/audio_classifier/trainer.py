@@ -34,17 +34,17 @@ class AudioClassifierTrainer(Trainer):
         config = self.config
         datasets = config.data.datasets or [config.preprocess.dataset]
 
-        def labelled(split: str, gain_jitter_db: float) -> LabelledMelDataset:
+        def labelled(splits: str | list[str], gain_jitter_db: float) -> LabelledMelDataset:
             return LabelledMelDataset(
                 processed_dir=config.preprocess.processed_dir,
-                records=read_split_records(config.preprocess.processed_dir, datasets, split),
+                records=read_split_records(config.preprocess.processed_dir, datasets, splits),
                 segment_frames=config.data.segment_frames,
                 n_mels=config.preprocess.mel.n_mels,
                 gain_jitter_db=gain_jitter_db,
                 seed=self.trainer_config.seed,
             )
 
-        train_set = labelled(config.data.train_split, config.data.gain_jitter_db)
+        train_set = labelled(config.data.train_splits, config.data.gain_jitter_db)
         valid_set = labelled(config.data.valid_split, 0.0) if config.data.valid_split else None
         return train_set, valid_set
 

@@ -19,7 +19,13 @@ from utils.config import ConfigError
 
 @dataclass
 class GeneratorConfig:
-    """`HifiGanGenerator` sizes; the defaults are AudioLDM 2's vocoder (REFERENCE.md, ≈55.3 M parameters)."""
+    """`HifiGanGenerator` sizes; the defaults are AudioLDM 2's vocoder (REFERENCE.md, ≈55.3 M parameters).
+
+    `normalize_input` standardises every mel bin with the training data's mean and standard deviation (measured
+    by the trainer when a run starts, over `data.statistics_clips` training clips, and stored in the generator's
+    `mean` / `scale` buffers, so checkpoints carry them). It makes early training markedly faster; AudioLDM 2's
+    vocoder does not use it, so it is off by default.
+    """
 
     upsample_initial_channel: int = 1024
     upsample_rates: list[int] = field(default_factory=lambda: [5, 4, 2, 2, 2])
@@ -27,6 +33,7 @@ class GeneratorConfig:
     resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
     resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
     leaky_relu_slope: float = 0.1
+    normalize_input: bool = False
 
     @property
     def hop_length(self) -> int:
@@ -89,7 +96,8 @@ class HifiGanDataConfig:
     """Training reads random `segment_frames`-frame waveform segments (offsets on the hop grid) of
     `train_split`; validation the first `valid_frames` frames of each `valid_split` clip. `datasets` lists the
     processed datasets to read (empty: `preprocess.dataset`). `num_sample_clips` validation clips are vocoded to
-    TensorBoard audio and mel images at every `trainer.sample_every`."""
+    TensorBoard audio and mel images at every `trainer.sample_every`. With `model.normalize_input`, the mel
+    statistics are measured on the first `statistics_clips` training clips."""
 
     datasets: list[str] = field(default_factory=list)
     train_split: str = "train"
@@ -97,6 +105,7 @@ class HifiGanDataConfig:
     segment_frames: int = 32
     valid_frames: int = 500
     num_sample_clips: int = 2
+    statistics_clips: int = 256
 
     def __post_init__(self) -> None:
         if self.segment_frames < 1:
@@ -105,6 +114,8 @@ class HifiGanDataConfig:
             raise ValueError(f"valid_frames must be >= 1, got {self.valid_frames}")
         if self.num_sample_clips < 0:
             raise ValueError(f"num_sample_clips must be >= 0, got {self.num_sample_clips}")
+        if self.statistics_clips < 1:
+            raise ValueError(f"statistics_clips must be >= 1, got {self.statistics_clips}")
 
 
 @dataclass
@@ -140,7 +151,8 @@ class HifiGanExperiment:
 
 def build_generator(config: GeneratorConfig, *, n_mels: int, use_weight_norm: bool) -> HifiGanGenerator:
     """The generator for a `model` section; `n_mels` is the front end's (preprocess.mel.n_mels). Training uses
-    weight norm; inference folds it away after loading."""
+    weight norm; inference folds it away after loading. With `normalize_input` the `mean` / `scale` buffers start
+    as 0 / 1: the trainer measures them, a checkpoint restores them."""
     return HifiGanGenerator(
         model_in_dim=n_mels,
         upsample_initial_channel=config.upsample_initial_channel,
@@ -149,6 +161,7 @@ def build_generator(config: GeneratorConfig, *, n_mels: int, use_weight_norm: bo
         resblock_kernel_sizes=tuple(config.resblock_kernel_sizes),
         resblock_dilation_sizes=tuple(tuple(d) for d in config.resblock_dilation_sizes),
         leaky_relu_slope=config.leaky_relu_slope,
+        normalize_before=config.normalize_input,
         use_weight_norm=use_weight_norm,
     )
 

@@ -13,12 +13,16 @@ distance against the real audio; samples put vocoded audio and mel images of a f
 real ones, once per run) in TensorBoard.
 """
 
+import warnings
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from evaluation.metrics.reconstruction import log_spectral_distance, multi_resolution_stft_distance
-from models.base.data import WaveSegmentDataset, collate_skipping_missing, read_split
+from models.base.data import ClipRecord, WaveSegmentDataset, collate_skipping_missing, read_split
 from models.base.trainer import Trainer
 from models.tta.hifigan.config import HifiGanExperiment, build_discriminator, build_generator
 from models.tta.hifigan.loss import HifiGanLoss, mel_l1_loss
@@ -26,6 +30,8 @@ from models.tta.vocoders import GENERATOR_NAME
 from utils.audio import build_log_mel
 
 DISCRIMINATOR_NAME = "discriminator"
+# Floor on a mel bin's standard deviation before the generator divides by it (a bin that never varies).
+_MIN_MEL_STD = 1e-2
 
 
 class HifiGanTrainer(Trainer):
@@ -43,11 +49,19 @@ class HifiGanTrainer(Trainer):
         self._loss = HifiGanLoss(weights=config.loss.weights)
         self._references_logged = False
         generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=True)
+        if config.model.normalize_input:
+            # Measured on every start; a resumed run then loads the checkpoint's values over these.
+            records = read_split(config.preprocess.processed_dir, self._datasets(), config.data.train_split)
+            mean, std = mel_bin_statistics(
+                config.preprocess.processed_dir, records[: config.data.statistics_clips], config.preprocess.mel.n_mels
+            )
+            generator.mean.copy_(mean)
+            generator.scale.copy_(std.clamp(min=_MIN_MEL_STD))
         return {GENERATOR_NAME: generator, DISCRIMINATOR_NAME: build_discriminator(config.discriminator)}
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         config, mel = self.config, self.config.preprocess.mel
-        datasets = config.data.datasets or [config.preprocess.dataset]
+        datasets = self._datasets()
         processed_dir = config.preprocess.processed_dir
 
         def segments(split: str, frames: int, random_crop: bool) -> WaveSegmentDataset:
@@ -140,6 +154,9 @@ class HifiGanTrainer(Trainer):
         fake = self.models[GENERATOR_NAME](real_mel.transpose(1, 2))[:, : real.shape[1]].float()
         return real, fake, real_mel, self._log_mel(fake)
 
+    def _datasets(self) -> list[str]:
+        return self.config.data.datasets or [self.config.preprocess.dataset]
+
     def _waves(self, batch: dict) -> torch.Tensor:
         if "wave" not in batch:
             raise RuntimeError(
@@ -147,6 +164,32 @@ class HifiGanTrainer(Trainer):
                 f"check {self.config.preprocess.processed_dir}"
             )
         return batch["wave"]
+
+
+def mel_bin_statistics(
+    processed_dir: Path | str, records: list[ClipRecord], n_mels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (n_mels,) of every log-mel bin over all frames of `records`' stored mels;
+    unreadable mels are skipped with a warning."""
+    total, total_sq, count = np.zeros(n_mels), np.zeros(n_mels), 0
+    for record in records:
+        path = record.mel_path(Path(processed_dir))
+        try:
+            mel = np.load(path).astype(np.float64)
+        except (OSError, ValueError) as error:
+            warnings.warn(f"mel statistics: skipping {path}: {error}", stacklevel=2)
+            continue
+        if mel.ndim != 2 or mel.shape[0] != n_mels:
+            warnings.warn(f"mel statistics: skipping {path}: expected ({n_mels}, frames), got {mel.shape}", stacklevel=2)
+            continue
+        total += mel.sum(axis=1)
+        total_sq += np.square(mel).sum(axis=1)
+        count += mel.shape[1]
+    if count == 0:
+        raise RuntimeError(f"no readable mel among {len(records)} training clips under {processed_dir}")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
 def _halves(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -64,15 +64,17 @@ class TextAudioModelConfig:
 @dataclass
 class TextAudioDataConfig:
     """Whole clips of `datasets` (empty: `preprocess.dataset`), cut or padded from their start to
-    `segment_frames` frames; a training step pairs each clip with one of its captions drawn at random (the
-    first caption in validation)."""
+    `segment_frames` frames: the splits of `train_splits` for training, `valid_split` (empty: none) for
+    validation. A training step pairs each clip with one of its captions drawn at random (the first caption in
+    validation)."""
 
     datasets: list[str] = field(default_factory=list)
-    train_split: str = "train"
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
     valid_split: str = "valid"
     segment_frames: int = 1024
 
     def __post_init__(self) -> None:
+        _require(bool(self.train_splits), "train_splits must name at least one split")
         _require(self.segment_frames > 0, f"segment_frames must be > 0, got {self.segment_frames}")
 
 

@@ -47,16 +47,18 @@ class TextAudioTrainer(Trainer):
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         config = self.config
         datasets = config.data.datasets or [config.preprocess.dataset]
-        splits = {"train": config.data.train_split, "valid": config.data.valid_split}
-        records = {role: read_split(config.preprocess.processed_dir, datasets, split)
-                   for role, split in splits.items() if split}
+        processed_dir = config.preprocess.processed_dir
+        records = {"train": [record for split in config.data.train_splits
+                             for record in read_split(processed_dir, datasets, split)]}
+        if config.data.valid_split:
+            records["valid"] = read_split(processed_dir, datasets, config.data.valid_split)
         captions = sorted({caption for role in records.values() for record in role for caption in record.captions})
         logger.info("embedding %d captions with %s", len(captions), config.text_encoder.name)
         self._caption_embeddings = dict(zip(captions, self._sentences(captions)))
 
         def clips(role: str) -> MelSegmentDataset:
             return MelSegmentDataset(
-                processed_dir=config.preprocess.processed_dir,
+                processed_dir=processed_dir,
                 records=records[role],
                 segment_frames=config.data.segment_frames,
                 n_mels=config.preprocess.mel.n_mels,

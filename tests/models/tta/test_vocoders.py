@@ -20,7 +20,7 @@ FRAMES = 12
 TOLERANCE = 1e-5
 
 
-def _tiny_experiment(**mel_overrides) -> HifiGanExperiment:
+def _tiny_experiment(*, normalize_input: bool = False, **mel_overrides) -> HifiGanExperiment:
     tree = {
         "model_type": "HiFiGAN",
         "exp_name": "tiny",
@@ -31,6 +31,7 @@ def _tiny_experiment(**mel_overrides) -> HifiGanExperiment:
             "upsample_kernel_sizes": [16, 10, 8],
             "resblock_kernel_sizes": [3],
             "resblock_dilation_sizes": [[1, 3]],
+            "normalize_input": normalize_input,
         },
     }
     return validate(HifiGanExperiment, tree)
@@ -44,6 +45,8 @@ def _save_generator(path, experiment: HifiGanExperiment, *, seed: int):
     with torch.no_grad():
         for parameter in generator.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
+        generator.mean.normal_(-5.0, 1.0)
+        generator.scale.uniform_(0.5, 3.0)
     save_inference_checkpoint(path, models={GENERATOR_NAME: generator}, config=config_to_dict(experiment), step=seed)
     generator.remove_weight_norm()
     return generator.eval()
@@ -83,8 +86,9 @@ def test_diffusers_vocoder_for_other_mels_is_rejected(tiny_audioldm2_folder):  #
         load_vocoder(str(tiny_audioldm2_folder / "vocoder"), mel=MelConfig())
 
 
-def test_checkpoint_folder_rebuilds_the_generator_from_its_config(tmp_path):
-    experiment = _tiny_experiment()
+@pytest.mark.parametrize("normalize_input", [False, True])
+def test_checkpoint_folder_rebuilds_the_generator_from_its_config(tmp_path, normalize_input):
+    experiment = _tiny_experiment(normalize_input=normalize_input)
     reference = _save_generator(tmp_path / "export", experiment, seed=3)
     vocoder = load_vocoder(str(tmp_path / "export"), mel=experiment.preprocess.mel)
     mel = _mel()
@@ -95,6 +99,7 @@ def test_checkpoint_folder_rebuilds_the_generator_from_its_config(tmp_path):
     assert expected.abs().max() > 1e-3
     assert (waveform - expected).abs().max() <= TOLERANCE
     assert not vocoder.generator.has_weight_norm
+    assert vocoder.generator.normalize_before is normalize_input
 
 
 def test_experiment_folder_uses_the_newest_valid_checkpoint(tmp_path):

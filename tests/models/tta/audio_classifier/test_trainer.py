@@ -37,6 +37,7 @@ def tiny_overrides(processed_dir: Path, **trainer) -> list[str]:
                 "log_every": 1, **trainer}
     return [
         f"preprocess.processed_dir={processed_dir}",
+        "preprocess.dataset=builtin",
         "model.channels=[4, 8]",
         "model.embedding_dim=8",
         "data.segment_frames=200",

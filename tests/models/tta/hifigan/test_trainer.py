@@ -6,13 +6,15 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bins.tta import preprocess, train_tta
 from models.tta.hifigan.config import HifiGanExperiment, build_generator
-from models.tta.hifigan.trainer import DISCRIMINATOR_NAME, HifiGanTrainer
+from models.base.data import read_split
+from models.tta.hifigan.trainer import DISCRIMINATOR_NAME, HifiGanTrainer, mel_bin_statistics
 from models.tta.vocoders import GENERATOR_NAME, load_vocoder
 from tests.models.base.toy_stage import reset_accelerate_state
 from utils.checkpoint import latest_valid_checkpoint, list_checkpoints, load_model_weights
@@ -127,6 +129,21 @@ def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(pro
         with torch.no_grad():
             reference = generator.eval()(mel)[:, : VALID_FRAMES * HOP]
         assert torch.allclose(waveform, reference, atol=1e-6) is should_match
+
+
+def test_normalized_input_uses_the_training_mel_statistics(processed_dir, tmp_path):
+    trainer = _trainer(processed_dir, tmp_path, "trainer.max_steps=1", "model.normalize_input=true")
+    records = read_split(processed_dir, ["builtin"], "train")
+    frames = np.concatenate([np.load(record.mel_path(processed_dir)) for record in records], axis=1)
+    generator = trainer.unwrap(GENERATOR_NAME)
+    assert generator.normalize_before
+    assert np.allclose(generator.mean.numpy(), frames.mean(axis=1), atol=1e-4)
+    assert np.allclose(generator.scale.numpy(), frames.std(axis=1), atol=1e-4)
+
+    mean, std = mel_bin_statistics(processed_dir, records[:1], n_mels=frames.shape[0])
+    first = np.load(records[0].mel_path(processed_dir))
+    assert np.allclose(mean.numpy(), first.mean(axis=1), atol=1e-4)
+    assert np.allclose(std.numpy(), first.std(axis=1), atol=1e-4)
 
 
 def test_discriminator_waits_for_disc_start_step(processed_dir, tmp_path):

@@ -32,7 +32,8 @@ def processed(tmp_path_factory) -> tuple[Path, dict]:
 def classifier_checkpoint(processed, tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     """An AudioClassifier checkpoint (random weights) with a small encoder."""
     config = load_config(CLASSIFIER_CONFIG, AudioClassifierExperiment, [
-        f"preprocess.processed_dir={processed[0]}", "model.channels=[4, 8]", "model.embedding_dim=8",
+        f"preprocess.processed_dir={processed[0]}", "preprocess.dataset=builtin", "model.channels=[4, 8]",
+        "model.embedding_dim=8",
         "data.segment_frames=200"])
     torch.manual_seed(0)
     classifier = build_classifier(config.model, n_mels=64)
@@ -44,10 +45,12 @@ def classifier_checkpoint(processed, tmp_path_factory) -> tuple[Path, torch.nn.M
 def text_audio_config(processed_dir: Path, init: Path | str, **model) -> TextAudioExperiment:
     overrides = [
         f"preprocess.processed_dir={processed_dir}",
+        "preprocess.dataset=builtin",
         f"model.audio_encoder_init={init}",
         "data.segment_frames=200",
         *(f"model.{key}={value}" for key, value in {"channels": "[4, 8]", "audio_embedding_dim": 8,
-                                                     "projection_dim": 8, **model}.items()),
+                                                     "projection_dim": 8, "freeze_audio_encoder": "false",
+                                                     **model}.items()),
         "trainer.max_steps=2", "trainer.batch_size=4", "trainer.valid_batch_size=3", "trainer.valid_every=2",
         "trainer.save_every=2", "trainer.log_every=1",
     ]
