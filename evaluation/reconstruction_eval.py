@@ -6,7 +6,8 @@
   audio compared with the real wav (LSD, multi-resolution STFT distance, and mel metrics of the audio's mels).
 
 Clips are batched with others of the same length; a missing or unreadable mel or wav is skipped and listed.
-Every metric is the mean over the evaluated clips.
+Every metric is the mean over the evaluated clips. With `audio_dir`, each clip's vocoded audio is also written
+to `<audio_dir>/<Uid>.wav`, so the reconstructions can be listened to and measured like generated clips.
 """
 
 import math
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from evaluation.metrics.reconstruction import mel_reconstruction_metrics, waveform_reconstruction_metrics
 from models.base.data import ClipRecord
 from models.tta.autoencoderkl.model import AutoencoderKL
-from utils.audio import MelConfig, build_log_mel
+from utils.audio import MelConfig, build_log_mel, save_wav
 
 # Natural-log magnitude -> power in dB: 10 log10(m^2) = (20 / ln 10) log m.
 _LOG_MAGNITUDE_TO_DB = 20.0 / math.log(10.0)
@@ -83,15 +84,20 @@ def evaluate_reconstruction(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     show_progress: bool = False,
+    audio_dir: Path | str | None = None,
 ) -> dict:
     """Evaluate `records` (see the module docstring); at least one of `vae` and `vocoder` is needed.
 
     Returns {"num_clips", "num_skipped", "skipped": [{"uid", "reason"}], "mel": {...} (with a VAE),
     "waveform": {...} (with a vocoder)}. The vocoder maps log-mels (B, frames, n_mels) to (B, samples) and runs
-    where its weights are; the VAE runs on `device`.
+    where its weights are; the VAE runs on `device`. `audio_dir` (needs a vocoder) receives the vocoded wavs.
     """
     if vae is None and vocoder is None:
         raise ValueError("nothing to evaluate: give a VAE, a vocoder, or both")
+    if audio_dir is not None and vocoder is None:
+        raise ValueError("audio_dir needs a vocoder: without one there is no audio to write")
+    if audio_dir is not None:
+        Path(audio_dir).mkdir(parents=True, exist_ok=True)
     processed_dir = Path(processed_dir)
     skipped: list[dict[str, str]] = []
     clips: list[tuple[ClipRecord, np.ndarray]] = []
@@ -132,6 +138,10 @@ def evaluate_reconstruction(
         if vocoder is not None:
             audio = vocoder(estimate.transpose(1, 2).to(vocoder_device)).float().cpu()
             real = torch.from_numpy(np.stack(waves))
+            audio = audio[:, : real.shape[1]]
+            if audio_dir is not None:
+                for (record, _), clip in zip(batch, audio.numpy()):
+                    save_wav(Path(audio_dir) / f"{record.uid}.wav", clip, mel_config.sample_rate)
             waveform_means.add(waveform_reconstruction_metrics(real, audio, log_mel=front_end), len(batch))
     evaluated = max(mel_means.count, waveform_means.count)
     if evaluated == 0:

@@ -6,12 +6,15 @@
 
 `reconstruction`: paired metrics of a split's real clips against VAE reconstructions (mel L1, L2, PSNR, SSIM,
 LSD of the mels) and, with `--vocoder`, of the real wavs against the vocoded audio (LSD, multi-resolution STFT
-distance, mel metrics of the audio). `--vae` is an experiment folder (newest valid checkpoint), a checkpoint
-folder or a diffusers `vae/` folder; without it the real mels are vocoded, which evaluates the vocoder alone.
-The data is the VAE checkpoint's (its `preprocess` section and datasets) unless `--config` names a recipe
-config whose `preprocess` section to use. `generation` and `eval_models` (FD, FAD, KL, IS, text–audio score and
-attribute adherence of folders of clips; held-out accuracy of the evaluation models) are described in
-`evaluation.cli`. Prints the report as JSON and writes it to `--output`.
+distance, mel metrics of the audio); `--save_audio DIR` keeps the vocoded clips as DIR/<Uid>.wav. `--vae` is an
+experiment folder (newest valid checkpoint), a checkpoint folder or a diffusers `vae/` folder; without it the
+real mels are vocoded, which evaluates the vocoder alone. The data is the VAE checkpoint's (its `preprocess`
+section and datasets) unless `--config` names a recipe config whose `preprocess` section to use. It prints the
+report as JSON and writes it to `--output`.
+
+`generation` and `eval_models` (FD, FAD, KL, IS, text–audio score and attribute adherence of folders of clips;
+held-out accuracy of the evaluation models) are described in `evaluation.cli`.
+
 Run from the repository root (relative paths in configs are relative to it). Exit status 2 on unusable input.
 """
 
@@ -60,6 +63,8 @@ def run_reconstruction(args: argparse.Namespace) -> dict:
         raise UsageError("give --vae, --vocoder, or both")
     if args.overrides and args.config is None:
         raise UsageError("--set needs --config")
+    if args.save_audio is not None and args.vocoder is None:
+        raise UsageError("--save_audio needs --vocoder (the audio written is the vocoded reconstruction)")
     vae = None if args.vae is None else load_vae(args.vae, use_ema=False if args.raw_weights else None)
     preprocess, datasets = _data_source(args, vae)
     records = read_split(preprocess.processed_dir, datasets, args.split)
@@ -77,6 +82,7 @@ def run_reconstruction(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size,
         device=args.device,
         show_progress=not args.no_progress,
+        audio_dir=args.save_audio,
     )
     described = {
         "command": "reconstruction",
@@ -104,6 +110,8 @@ def _add_reconstruction_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--raw_weights", action="store_true", help="use the raw weights even if an EMA exists")
     parser.add_argument("--output", type=Path, help="write the JSON report here")
+    parser.add_argument("--save_audio", type=Path, metavar="DIR",
+                        help="also write every vocoded reconstruction to DIR/<Uid>.wav")
     parser.add_argument("--no_progress", action="store_true", help="do not draw the progress bar")
     parser.set_defaults(run=run_reconstruction)
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 from bins.tta.evaluate import main as evaluate_main
@@ -105,3 +106,20 @@ def test_mel_log_spectral_distance_is_zero_for_equal_mels_and_scales_with_the_lo
     mel = torch.randn(2, 64, 40)
     assert mel_log_spectral_distance(mel, mel) == 0.0
     assert mel_log_spectral_distance(mel, mel + 0.5) == pytest.approx(0.5 * 20 / math.log(10))
+
+
+def test_save_audio_writes_one_vocoded_wav_per_clip(processed_dir, tmp_path, capsys):
+    audio_dir = tmp_path / "reconstructed"
+    data = [*as_overrides(data_values(processed_dir))]
+    arguments = ["reconstruction", "--vocoder", "griffin_lim", "--config", str(DEBUG_CONFIG), *data,
+                 "--split", "train", "--max_clips", "2", "--save_audio", str(audio_dir), "--no_progress"]
+    assert evaluate_main(arguments) == 0
+    records = read_split(processed_dir, ["builtin_sfx"], "train")[:2]
+    written = sorted(path.name for path in audio_dir.iterdir())
+    assert written == sorted(f"{record.uid}.wav" for record in records)
+    real, _ = soundfile.read(records[0].wav_path(processed_dir))
+    vocoded, rate = soundfile.read(audio_dir / f"{records[0].uid}.wav")
+    assert rate == 16000 and abs(len(vocoded) - len(real)) < 160 and np.abs(vocoded).max() > 1e-3
+    capsys.readouterr()
+    assert evaluate_main(["reconstruction", "--vae", str(tmp_path), "--save_audio", str(audio_dir)]) == 2
+    assert "--save_audio needs --vocoder" in capsys.readouterr().err

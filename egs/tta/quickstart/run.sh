@@ -1,14 +1,18 @@
 #!/bin/sh
 # The whole recipe on the built-in data, on a CPU: build the data, train the VAE, the vocoder and the latent
-# diffusion model, train the evaluation models, generate audio for the prompts in prompts.txt (held-out
-# combinations included), and evaluate real, reconstructed and generated clips.
+# diffusion model, train the evaluation models, generate audio for the prompts in prompts.txt and for the test
+# split's captions (held-out attribute combinations included), and evaluate real, reconstructed (VAE + vocoder)
+# and generated test clips.
 #
 #   sh egs/tta/quickstart/run.sh [--large]
 #
 # Every stage resumes: re-running after an interruption continues where it stopped, and finished stages are
-# quick no-ops. Outputs go to exp/quickstart/ (wavs, spectrogram PNGs, metrics tables) and TensorBoard logs to
-# each stage's logs/ folder (tensorboard --logdir exp). --large trains the recipes' built-in configs
-# (egs/tta/<recipe>/exp_config.json) instead of the quickstart ones. POSIX sh: runs under sh (dash) and bash.
+# quick no-ops. Outputs go to exp/quickstart/: samples/ and generated/ (wav, spectrogram PNG and settings JSON
+# per clip), real/ and reconstructed/ (the test clips and their VAE + vocoder reconstructions),
+# generation_metrics.md / .json (FD, KL, IS, text–audio score, attribute adherence per family and attribute) and
+# reconstruction_metrics.json; TensorBoard logs are in each stage's logs/ folder (tensorboard --logdir exp).
+# --large trains the recipes' built-in configs (egs/tta/<recipe>/exp_config.json) instead of the quickstart ones,
+# into exp/quickstart_large/. POSIX sh: runs under sh (dash) and bash.
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
@@ -64,19 +68,28 @@ sh egs/tta/audioldm/run_train.sh --config "$ldm_config" --resume
 stage 5 "evaluation models (audio classifier, text-audio model)"
 sh egs/tta/evaluation/run_train.sh
 
-stage 6 "generate audio for $quick/prompts.txt"
-if [ -f "$out/generated/.complete" ]; then
-    echo "already generated: $out/generated"
-else
-    rm -rf "$out/generated"
+stage 6 "generate audio: $quick/prompts.txt, and the test split's captions"
+# One clip per listening prompt, best of 1; then 4 clips per test caption (held-out attribute combinations
+# included) for the evaluation of stage 7. A finished folder is marked complete; an interrupted one starts over.
+generate() {
+    if [ -f "$2/.complete" ]; then
+        echo "already generated: $2"
+        return
+    fi
+    rm -rf "$2"
     sh egs/tta/audioldm/run_inference.sh --checkpoint "$ldm_exp" --vocoder "$vocoder_exp" \
-        --text_file "$quick/prompts.txt" --seed 0 --output_dir "$out/generated"
-    touch "$out/generated/.complete"
-fi
+        --text_file "$1" --num_waveforms_per_prompt "$3" --seed 0 --output_dir "$2"
+    touch "$2/.complete"
+}
+generate "$quick/prompts.txt" "$out/samples" 1
+"$python" bins/tta/export_split.py --config "$ldm_config" --split test --prompts "$out/test_prompts.txt" --overwrite
+generate "$out/test_prompts.txt" "$out/generated" 4
 
-stage 7 "evaluate real, reconstructed and generated clips"
+stage 7 "evaluate real, reconstructed (VAE + vocoder) and generated test clips"
+"$python" bins/tta/export_split.py --config "$ldm_config" --split test --wav_dir "$out/real"
 "$python" bins/tta/evaluate.py reconstruction --vae "$vae_exp" --vocoder "$vocoder_exp" --config "$ldm_config" \
-    --split test --output "$out/reconstruction_metrics.json"
-sh egs/tta/evaluation/run_evaluate.sh --clips "generated=$out/generated" --output_dir "$out"
+    --split test --save_audio "$out/reconstructed" --output "$out/reconstruction_metrics.json" > /dev/null
+sh egs/tta/evaluation/run_evaluate.sh --clips "real=$out/real" --clips "reconstructed=$out/reconstructed" \
+    --clips "generated=$out/generated" --output_dir "$out"
 echo
-echo "done: generated audio and spectrograms in $out/generated, metrics in $out/"
+echo "done: audio and spectrograms in $out/samples and $out/generated, metrics in $out/generation_metrics.md"
