@@ -1,8 +1,13 @@
 """Text–audio similarity in a joint embedding space: the text–audio score of the evaluation, and the scorer that
-ranks `num_waveforms_per_prompt` candidates when no CLAP is configured.
+ranks `num_waveforms_per_prompt` candidates of a generation command.
 
 A `JointEmbedding` is either our contrastive model (`models.tta.text_audio`, trained by `egs/tta/evaluation`)
 or a local transformers CLAP; both give unit-norm text and audio embeddings whose cosine is the score.
+
+A ranker spec (the `--ranker` flag, `inference.ranker` in config) names one: "ours:<TextAudio checkpoint or
+experiment folder>", "clap:<local CLAP folder>", "none", or "auto": our built-in model
+(`exp/text_audio_builtin`, relative to the working directory) when there is more than one candidate per prompt
+and it has been trained, else no ranking. Nothing is downloaded.
 """
 
 from collections import defaultdict
@@ -14,7 +19,10 @@ import numpy as np
 import torch
 
 from evaluation.backbones import load_transformers_clap_backbone, resample_waveforms
+from evaluation.config import DEFAULT_TEXT_AUDIO
+from models.tta.audio_classifier.inference import resolve_checkpoint
 from models.tta.text_audio.inference import load_text_audio_embedder
+from utils.checkpoint import CheckpointError, read_checkpoint_meta
 
 # (prompts (N), waveforms: N arrays (S_i,) or a tensor (N, S)) -> scores (N,), higher = better match.
 Scorer = Callable[[list[str], Sequence[np.ndarray] | torch.Tensor], np.ndarray]
@@ -78,13 +86,89 @@ def pair_similarities(
     return scores
 
 
-def load_text_audio_scorer(checkpoint: Path | str, *, sample_rate: int = 16000) -> Scorer:
+def joint_embedding_scorer(joint: JointEmbedding, *, sample_rate: int = 16000) -> Scorer:
     """scorer(prompts, waveforms) -> (N,) cosine similarity of each prompt with its waveform ((S,) arrays or a
-    (N, S) tensor at `sample_rate`), from our TextAudio checkpoint or experiment folder; higher is a better match.
-    This is the `scorer` the generation pipelines take to keep the best of `num_waveforms_per_prompt` candidates."""
-    joint = ours_joint_embedding(checkpoint)
+    (N, S) tensor at `sample_rate`) in `joint`'s space; higher is a better match. This is the `scorer` the
+    generation pipelines take to order `num_waveforms_per_prompt` candidates best first."""
 
     def scorer(prompts: list[str], waveforms: Sequence[np.ndarray] | torch.Tensor) -> np.ndarray:
         return pair_similarities(joint, prompts, waveforms, sample_rate)
 
     return scorer
+
+
+def load_text_audio_scorer(checkpoint: Path | str, *, sample_rate: int = 16000) -> Scorer:
+    """`joint_embedding_scorer` of our TextAudio model from a checkpoint or experiment folder."""
+    return joint_embedding_scorer(ours_joint_embedding(checkpoint), sample_rate=sample_rate)
+
+
+RANKER_KINDS = ("ours", "clap")
+RANKER_FORMS = '"none", "auto", "ours:<TextAudio checkpoint or experiment folder>" or "clap:<local CLAP folder>"'
+
+
+@dataclass(frozen=True)
+class RankerSpec:
+    """A checked ranker: `kind` "ours" (then `path` is the resolved TextAudio checkpoint folder, so a record names
+    the exact weights) or "clap" (`path` the CLAP folder), absolute."""
+
+    kind: str
+    path: Path
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+
+def parse_ranker(spec: str) -> RankerSpec | None:
+    """None for "none", else the checked `RankerSpec` of "ours:<path>" / "clap:<path>" ("auto" must go through
+    `resolve_ranker` first). Raises ValueError naming the problem: an unknown form or kind, an empty or missing
+    path, a folder holding no TextAudio checkpoint. Reads only metadata; `load_ranker` loads the weights."""
+    if spec == "none":
+        return None
+    kind, separator, path_text = spec.partition(":")
+    if not separator or kind not in RANKER_KINDS or not path_text:
+        raise ValueError(f"{spec!r} is not a ranker; use {RANKER_FORMS}")
+    path = Path(path_text)
+    if not path.exists():
+        raise ValueError(f"{kind} ranker: {path} does not exist")
+    if kind == "clap":
+        if not path.is_dir():
+            raise ValueError(f"clap ranker: {path} is not a folder (a local transformers CLAP or AudioLDM 2 folder)")
+        return RankerSpec(kind="clap", path=path.resolve())
+    try:
+        checkpoint = resolve_checkpoint(path)
+        model_type = read_checkpoint_meta(checkpoint)["config"].get("model_type")
+    except (CheckpointError, OSError, ValueError, KeyError) as error:
+        raise ValueError(f"ours ranker: {error}") from error
+    if model_type != "TextAudio":
+        raise ValueError(f"ours ranker: {checkpoint} is a {model_type!r} checkpoint, not a TextAudio model")
+    return RankerSpec(kind="ours", path=checkpoint.resolve())
+
+
+def resolve_ranker(
+    spec: str, *, num_waveforms_per_prompt: int, builtin: Path | str = DEFAULT_TEXT_AUDIO
+) -> tuple[RankerSpec | None, str]:
+    """(`parse_ranker` of `spec`, a note for the user or ""). "auto" becomes our model at `builtin` when there
+    is more than one candidate per prompt and it holds a valid TextAudio checkpoint (the note names it), else no
+    ranking (the note says why, unless there is a single candidate). Explicit specs are checked as
+    `parse_ranker` does, whatever the number of candidates, and need no note."""
+    if spec != "auto":
+        return parse_ranker(spec), ""
+    if num_waveforms_per_prompt == 1:
+        return None, ""
+    if not Path(builtin).exists():
+        return None, (
+            f"candidates stay in generation order: the built-in text–audio model {builtin} is not trained "
+            "(sh egs/tta/evaluation/run_train.sh); pass --ranker ours:<path> or clap:<path> to rank them"
+        )
+    try:
+        ranker = parse_ranker(f"ours:{builtin}")
+    except ValueError as error:
+        return None, f"candidates stay in generation order: {error}"
+    return ranker, f"ranking each prompt's candidates with {ranker} (--ranker none keeps generation order)"
+
+
+def load_ranker(spec: RankerSpec, *, sample_rate: int) -> Scorer:
+    """The scorer of a checked spec, for waveforms at `sample_rate`. Loading errors propagate (CheckpointError,
+    ConfigError, OSError from transformers)."""
+    joint = ours_joint_embedding(spec.path) if spec.kind == "ours" else clap_joint_embedding(spec.path)
+    return joint_embedding_scorer(joint, sample_rate=sample_rate)

@@ -4,8 +4,14 @@
 
 Writes per prompt and candidate `<prompt stem>.wav` (16 kHz), `.png` (the log-mel) and `.json` (every setting,
 the seed and the checkpoint) into --output_dir, never overwriting. Unset sampling flags take the defaults of the
-checkpoint's `inference` config section. Every argument is checked before anything is loaded or written; bad
-input exits with status 2 and a one-line message naming the flag.
+checkpoint's `inference` config section. Every argument is checked, and the models loaded, before anything is
+generated or written; bad input exits with status 2 and a one-line message naming the flag.
+
+--ranker orders each prompt's --num_waveforms_per_prompt candidates by text–audio similarity, best first, within
+that prompt only: `ours:<TextAudio experiment>` (sh egs/tta/evaluation/run_train.sh), `clap:<local CLAP folder>`,
+`none` (generation order), or `auto` (the default of `inference.ranker`): ours:exp/text_audio_builtin when there
+are several candidates and that model is trained, else generation order, with a note saying so. With K > 1 the
+files are `<stem>_0` (best) to `<stem>_<K-1>`; each JSON records `rank`, `score`, `generation_index` and `ranker`.
 """
 
 import argparse
@@ -20,6 +26,8 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from evaluation.config import DEFAULT_TEXT_AUDIO  # noqa: E402
+from evaluation.ranking import RankerSpec, Scorer, load_ranker, resolve_ranker  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import SCHEDULERS  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
@@ -29,6 +37,8 @@ from utils.config import ConfigError, validate  # noqa: E402
 from utils.outputs import check_generation_args, read_prompts, save_generation  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+# What --ranker auto ranks with (relative to the working directory, the repository root under the egs scripts).
+BUILTIN_RANKER = DEFAULT_TEXT_AUDIO
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_inference_steps", type=int, default=None)
     parser.add_argument("--audio_length_in_s", type=float, default=None, help="seconds of audio per clip")
     parser.add_argument("--allow_long_audio", action="store_true", help="allow lengths above the configured maximum")
-    parser.add_argument("--num_waveforms_per_prompt", type=int, default=1)
+    parser.add_argument("--num_waveforms_per_prompt", type=int, default=1, help="candidates per prompt")
+    parser.add_argument(
+        "--ranker",
+        default=None,
+        help='orders each prompt\'s candidates best first: "ours:<TextAudio experiment>", "clap:<CLAP folder>", '
+        '"none" or "auto" (default: the checkpoint\'s inference.ranker, "auto": ours:exp/text_audio_builtin when '
+        "there are several candidates and it is trained)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="makes generation reproducible (default: random)")
     parser.add_argument("--scheduler", default=None, help=f"one of {', '.join(SCHEDULERS)}")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, or an experiment folder")
@@ -64,8 +81,9 @@ def _settings(args: argparse.Namespace, experiment: AudioLDMExperiment) -> dict:
     }
 
 
-def _check(args: argparse.Namespace) -> tuple[list[str], Path, AudioLDMExperiment, dict]:
-    """All argument checks that need no model: raises ValueError naming the flag."""
+def _check(args: argparse.Namespace) -> tuple[list[str], Path, AudioLDMExperiment, dict, RankerSpec | None]:
+    """All argument checks that need no model: raises ValueError naming the flag. The ranker is resolved here
+    ("auto" becomes a spec or none, with a note on stderr) so a bad one stops the run before any loading."""
     prompts = read_prompts(args.text, args.text_file)
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps: must be at least 1, got {args.num_inference_steps}")
@@ -90,7 +108,35 @@ def _check(args: argparse.Namespace) -> tuple[list[str], Path, AudioLDMExperimen
     )
     if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise ValueError(f"--output_dir: {args.output_dir} exists and is not a folder")
-    return prompts, checkpoint, experiment, settings
+    try:
+        ranker, note = resolve_ranker(
+            experiment.inference.ranker if args.ranker is None else args.ranker,
+            num_waveforms_per_prompt=args.num_waveforms_per_prompt,
+            builtin=BUILTIN_RANKER,
+        )
+    except ValueError as error:
+        source = f"--ranker (default inference.ranker of {checkpoint})" if args.ranker is None else "--ranker"
+        raise ValueError(f"{source}: {error}") from error
+    if note:
+        print(f"inference: note: {note}", file=sys.stderr)
+    return prompts, checkpoint, experiment, settings, ranker
+
+
+def _load_scorer(ranker: RankerSpec | None, sample_rate: int) -> Scorer | None:
+    """The ranker's scorer, loaded before generation; raises ValueError naming --ranker when it cannot load."""
+    if ranker is None:
+        return None
+    try:
+        return load_ranker(ranker, sample_rate=sample_rate)
+    except (CheckpointError, OSError, ValueError, KeyError) as error:
+        raise ValueError(f"--ranker: cannot load {ranker}: {error}") from error
+
+
+def _score_value(scores: torch.Tensor | None, prompt_index: int, candidate: int) -> float | None:
+    """A candidate's score for its JSON: None when unranked or not finite (JSON has no NaN)."""
+    if scores is None or not torch.isfinite(scores[prompt_index, candidate]):
+        return None
+    return float(scores[prompt_index, candidate])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.simplefilter("always", UserWarning)
     try:
-        prompts, checkpoint, experiment, settings = _check(args)
+        prompts, checkpoint, experiment, settings, ranker = _check(args)
+        scorer = _load_scorer(ranker, experiment.preprocess.mel.sample_rate)
         pipeline = AudioLDMPipeline.from_checkpoint(checkpoint, vocoder=args.vocoder, device=args.device)
     except (ValueError, CheckpointError) as error:
         print(f"inference: error: {error}", file=sys.stderr)
@@ -110,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         autocast_dtype=PRECISIONS[args.precision],
+        scorer=scorer,
         **settings,
     )
     sample_rate = experiment.preprocess.mel.sample_rate
@@ -123,17 +171,24 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(checkpoint.resolve()),
         "vocoder": args.vocoder or experiment.vocoder,
         "sample_rate": sample_rate,
+        "ranker": str(ranker) if ranker is not None else "none",
     }
     for prompt_index, prompt in enumerate(prompts):
         for candidate in range(args.num_waveforms_per_prompt):
             stem = prompt if args.num_waveforms_per_prompt == 1 else f"{prompt}_{candidate}"
+            ranking = {
+                "candidate": candidate,
+                "generation_index": int(output.generation_indices[prompt_index, candidate]),
+                "rank": None if output.scores is None else candidate,
+                "score": _score_value(output.scores, prompt_index, candidate),
+            }
             paths = save_generation(
                 args.output_dir,
                 stem=stem,
                 waveform=output.waveforms[prompt_index, candidate].numpy(),
                 sample_rate=sample_rate,
                 log_mel=output.mels[prompt_index, candidate].numpy(),
-                settings={"prompt": prompt, "candidate": candidate, "prompt_index": prompt_index, **record},
+                settings={"prompt": prompt, "prompt_index": prompt_index, **ranking, **record},
                 hop_length=experiment.preprocess.mel.hop_length,
             )
             print(paths["wav"])

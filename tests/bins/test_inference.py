@@ -121,5 +121,5 @@ def test_long_audio_needs_the_explicit_flag(trained, tmp_path, capsys):
                  "--output_dir", str(tmp_path / "out")]
     assert inference.main(arguments) == 2
     assert "longer than the allowed 60.0 s" in capsys.readouterr().err
-    _, _, _, settings = inference._check(inference.build_parser().parse_args([*arguments, "--allow_long_audio"]))
+    _, _, _, settings, _ = inference._check(inference.build_parser().parse_args([*arguments, "--allow_long_audio"]))
     assert settings["audio_length_in_s"] == 61.0

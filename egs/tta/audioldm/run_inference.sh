@@ -6,7 +6,12 @@
 #       [--num_inference_steps N] [--audio_length_in_s S] [--num_waveforms_per_prompt K] [--seed N]
 #       [--scheduler ddim|ddpm|pndm|dpmsolver++|unipc|euler] [--vocoder SPEC] [--output_dir DIR]
 #       [--batch_size N] [--precision fp32|bf16] [--device cpu|cuda] [--allow_long_audio]
+#       [--ranker none|auto|ours:DIR|clap:DIR]
 #
+# --ranker orders each prompt's candidates best first (files <stem>_0 ... <stem>_<K-1>, score and rank in their
+# JSON), within that prompt only: ours:DIR is a text–audio experiment (sh egs/tta/evaluation/run_train.sh),
+# clap:DIR a local transformers CLAP folder, none keeps generation order; the default, auto, ranks with
+# exp/text_audio_builtin when K > 1 and it is trained, else keeps generation order and says so.
 # --checkpoint defaults to the built-in recipe's experiment folder (exp/audioldm_builtin). Each flag and its
 # value reach bins/tta/inference.py as separate, quoted arguments, so multi-word prompts stay whole. POSIX sh:
 # runs under sh (dash) and bash, from any directory (paths are relative to the repository root).
@@ -28,7 +33,7 @@ while [ "$index" -lt "$count" ]; do
             ;;
         --checkpoint | --text | --text_file | --negative_prompt | --guidance_scale | --num_inference_steps | \
         --audio_length_in_s | --num_waveforms_per_prompt | --seed | --scheduler | --vocoder | --output_dir | \
-        --batch_size | --precision | --device)
+        --batch_size | --precision | --device | --ranker)
             if [ "$index" -ge "$count" ]; then
                 echo "run_inference.sh: $arg needs a value" >&2
                 exit 2

@@ -161,17 +161,26 @@ class ValidationConfig:
 
 @dataclass
 class InferenceConfig:
-    """Defaults of the inference command (each has a flag). Lengths above `max_audio_length_in_s` are refused."""
+    """Defaults of the inference command (each has a flag). Lengths above `max_audio_length_in_s` are refused.
+    `ranker` orders each prompt's candidates best first (`evaluation.ranking.parse_ranker`): "none", "auto" (the
+    built-in text–audio model when there are several candidates and it is trained), "ours:<TextAudio experiment>"
+    or "clap:<local CLAP folder>"; only the form is checked here, the path when generating."""
 
     scheduler: str = "dpmsolver++"
     num_inference_steps: int = 25
     guidance_scale: float = 3.5
     audio_length_in_s: float = 10.0
     max_audio_length_in_s: float = 60.0
+    ranker: str = "auto"
 
     def __post_init__(self) -> None:
         _check_sampling(
             "inference", self.scheduler, self.num_inference_steps, self.audio_length_in_s, self.guidance_scale
+        )
+        kind, _, path = self.ranker.partition(":")
+        _require(
+            self.ranker in ("none", "auto") or (kind in ("ours", "clap") and bool(path)),
+            f'inference.ranker must be "none", "auto", "ours:<path>" or "clap:<path>", got {self.ranker!r}',
         )
 
 

@@ -69,11 +69,13 @@ def build_unet(config: UNetConfig, *, text_width: int) -> AudioLDMUNet:
 class GenerationOutput:
     """waveforms (P, K, samples) and log-mels (P, K, frames, n_mels) on the CPU, float32, for P prompts and K
     candidates each (best first when a scorer ranked them, else in generation order); `scores` (P, K) or None;
-    `seed` is the seed actually used (drawn when none was given)."""
+    `generation_indices` (P, K) int64: each candidate's position in generation order within its prompt (the noise
+    it was sampled from); `seed` is the seed actually used (drawn when none was given)."""
 
     waveforms: torch.Tensor
     mels: torch.Tensor
     seed: int
+    generation_indices: torch.Tensor
     scores: torch.Tensor | None = None
 
 
@@ -234,16 +236,25 @@ class AudioLDMPipeline:
             waveforms.append(wave_batch)
         mel = torch.cat(mels).unflatten(0, (len(prompts), num_waveforms_per_prompt))
         wave = torch.cat(waveforms).unflatten(0, (len(prompts), num_waveforms_per_prompt))
+        order = torch.arange(num_waveforms_per_prompt).expand(len(prompts), -1)
         scores = None
         if scorer is not None:
             item_prompts = [prompts[int(index)] for index in prompt_of_item]
-            scores = torch.as_tensor(scorer(item_prompts, wave.flatten(0, 1))).float().cpu()
-            scores = scores.reshape(len(prompts), num_waveforms_per_prompt)
-            order = scores.argsort(dim=1, descending=True)
+            scores = self._score(scorer, item_prompts, wave.flatten(0, 1)).reshape(order.shape)
+            # Best first within each prompt; ties keep generation order, a NaN score ranks last.
+            order = scores.nan_to_num(nan=-math.inf).argsort(dim=1, descending=True, stable=True)
             scores = scores.gather(1, order)
             wave = wave[torch.arange(len(prompts))[:, None], order]
             mel = mel[torch.arange(len(prompts))[:, None], order]
-        return GenerationOutput(waveforms=wave, mels=mel, seed=seed, scores=scores)
+        return GenerationOutput(waveforms=wave, mels=mel, seed=seed, generation_indices=order.clone(), scores=scores)
+
+    @staticmethod
+    def _score(scorer: Scorer, prompts: list[str], waveforms: torch.Tensor) -> torch.Tensor:
+        """The scorer's (N,) float32 scores of N (prompt, waveform (S,)) pairs, checked for shape."""
+        scores = torch.as_tensor(scorer(prompts, waveforms)).float().cpu()
+        if scores.shape != (len(prompts),):
+            raise ValueError(f"the scorer returned shape {tuple(scores.shape)} for {len(prompts)} candidates")
+        return scores
 
     def _decode(self, latents: torch.Tensor, audio_length_in_s: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled latents (B, C, h, w) -> (log-mels (B, frames, n_mels), waveforms (B, int(seconds x sr)))."""

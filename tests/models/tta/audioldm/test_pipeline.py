@@ -141,12 +141,29 @@ def test_candidates_are_ranked_within_each_prompt_only_with_a_scorer(pipeline):
 
     ranked = generate(pipeline, prompts, num_waveforms_per_prompt=3, scorer=scorer)
     assert calls == [[prompts[0]] * 3 + [prompts[1]] * 3]
+    assert torch.equal(unranked.generation_indices, torch.tensor([[0, 1, 2], [0, 1, 2]]))
     for prompt_index in range(2):
         expected = unranked.waveforms[prompt_index].abs().mean(dim=1)
         order = expected.argsort(descending=True)
+        assert torch.equal(ranked.generation_indices[prompt_index], order)
         torch.testing.assert_close(ranked.scores[prompt_index], expected[order])
         torch.testing.assert_close(ranked.waveforms[prompt_index], unranked.waveforms[prompt_index][order])
         torch.testing.assert_close(ranked.mels[prompt_index], unranked.mels[prompt_index][order])
+    assert ranked.generation_indices.tolist() != unranked.generation_indices.tolist(), "ranking must reorder here"
+
+
+def test_ranking_keeps_generation_order_on_ties_and_puts_nan_last(pipeline):
+    fixed = torch.tensor([0.5, float("nan"), 0.5, 0.75, 0.5])
+    ranked = generate(pipeline, ["a dog barks"], num_waveforms_per_prompt=5, num_inference_steps=1,
+                      scorer=lambda prompts, waveforms: fixed)
+    assert ranked.generation_indices.tolist() == [[3, 0, 2, 4, 1]]
+    assert ranked.scores[0, :4].tolist() == [0.75, 0.5, 0.5, 0.5] and ranked.scores[0, 4].isnan()
+
+
+def test_a_scorer_of_the_wrong_size_is_an_error(pipeline):
+    with pytest.raises(ValueError, match=r"scorer returned shape \(3,\) for 2 candidates"):
+        generate(pipeline, ["a dog barks"], num_waveforms_per_prompt=2, num_inference_steps=1,
+                 scorer=lambda prompts, waveforms: torch.zeros(3))
 
 
 def test_each_prompt_is_encoded_once_per_call(pipeline, monkeypatch):
