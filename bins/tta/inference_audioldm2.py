@@ -1,6 +1,10 @@
-"""Generate audio from text with a public AudioLDM 2 checkpoint (diffusers folder layout, downloaded by the user).
+"""Generate audio from text with an AudioLDM 2 model: public, converted or fine-tuned.
 
     python bins/tta/inference_audioldm2.py --model_dir checkpoints/audioldm2 --text "a dog barks" [--text ...]
+
+--model_dir is a diffusers-layout folder downloaded by the user (e.g. of cvssp/audioldm2), a checkpoint written by
+bins/tta/convert_audioldm2.py, or a fine-tuning experiment or checkpoint folder (egs/tta/audioldm2/run_train.sh;
+its EMA UNet is used). See models/tta/audioldm2/loading.py.
 
 Writes per prompt and candidate `<prompt stem>.wav` (16 kHz), `.png` (the log-mel) and `.json` (every setting,
 the seed and the model folder) into --output_dir, never overwriting; with --num_waveforms_per_prompt K > 1 the
@@ -23,7 +27,9 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from models.tta.audioldm.diffusion import SCHEDULERS  # noqa: E402
+from models.tta.audioldm2.loading import load_audioldm2_pipeline  # noqa: E402
 from models.tta.audioldm2.pipeline import AudioLDM2Pipeline  # noqa: E402
+from utils.checkpoint import CheckpointError  # noqa: E402
 from utils.outputs import check_generation_args, read_prompts, save_generation  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -31,8 +37,19 @@ MAX_AUDIO_LENGTH_IN_S = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Generate audio from text with an AudioLDM 2 checkpoint folder.")
-    parser.add_argument("--model_dir", required=True, help="local diffusers-layout folder, e.g. of cvssp/audioldm2")
+    parser = argparse.ArgumentParser(description="Generate audio from text with an AudioLDM 2 model.")
+    parser.add_argument(
+        "--model_dir",
+        required=True,
+        help="a local diffusers-layout folder (e.g. of cvssp/audioldm2), a converted checkpoint, or a fine-tuning "
+        "experiment / checkpoint folder",
+    )
+    parser.add_argument(
+        "--text_model_dir",
+        default="",
+        help="for converted or fine-tuned checkpoints: the diffusers folder with the frozen text side, when it is no "
+        "longer where the checkpoint recorded it",
+    )
     parser.add_argument("--text", action="append", default=[], help="a prompt (repeatable)")
     parser.add_argument("--text_file", default=None, help="a file with one prompt per line")
     parser.add_argument("--negative_prompt", default="", help='what to steer away from (default "": unconditional)')
@@ -68,7 +85,7 @@ def _check(args: argparse.Namespace) -> list[str]:
     if not Path(args.model_dir).is_dir():
         raise ValueError(
             f"--model_dir: {args.model_dir} is not a folder; download an AudioLDM 2 checkpoint in diffusers layout "
-            "(e.g. cvssp/audioldm2) and pass its local folder"
+            "(e.g. cvssp/audioldm2) and pass its local folder, or pass a converted or fine-tuned checkpoint"
         )
     if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise ValueError(f"--output_dir: {args.output_dir} exists and is not a folder")
@@ -78,8 +95,8 @@ def _check(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> AudioLDM2Pipeline:
     """The pipeline on --device, after the checks that need it; raises ValueError naming the flag."""
     try:
-        pipeline = AudioLDM2Pipeline.from_pretrained_folder(args.model_dir)
-    except (OSError, ValueError, KeyError) as error:
+        pipeline = load_audioldm2_pipeline(args.model_dir, text_model_dir=args.text_model_dir)
+    except (OSError, ValueError, KeyError, CheckpointError) as error:
         raise ValueError(f"--model_dir: {error}") from error
     try:
         pipeline.mel_frames(args.audio_length_in_s)

@@ -19,6 +19,7 @@ TRAINERS = {
     "AutoencoderKL": "models.tta.autoencoderkl.trainer:AutoencoderKLTrainer",
     "HiFiGAN": "models.tta.hifigan.trainer:HifiGanTrainer",
     "AudioLDM": "models.tta.audioldm.trainer:AudioLDMTrainer",
+    "AudioLDM2": "models.tta.audioldm2.trainer:AudioLDM2Trainer",
     "AudioClassifier": "models.tta.audio_classifier.trainer:AudioClassifierTrainer",
     "TextAudio": "models.tta.text_audio.trainer:TextAudioTrainer",
 }

@@ -1,16 +1,17 @@
 #!/bin/sh
-# Generate audio from text with a public AudioLDM 2 checkpoint (a local diffusers-layout folder).
+# Generate audio from text with an AudioLDM 2 model: public (a diffusers-layout folder), converted, or fine-tuned.
 #
 #   sh egs/tta/audioldm2/run_inference.sh --model_dir DIR --text "a dog barks" [--text "rain on a roof" ...]
 #       [--text_file FILE] [--negative_prompt TEXT] [--guidance_scale G] [--num_inference_steps N]
 #       [--audio_length_in_s S] [--num_waveforms_per_prompt K] [--seed N]
 #       [--scheduler ddim|ddpm|pndm|dpmsolver++|unipc|euler] [--output_dir DIR] [--batch_size N]
-#       [--precision fp32|bf16] [--device cpu|cuda] [--allow_long_audio]
+#       [--precision fp32|bf16] [--device cpu|cuda] [--allow_long_audio] [--text_model_dir DIR]
 #
-# --model_dir is a folder the user downloaded (cvssp/audioldm2, cvssp/audioldm2-large or cvssp/audioldm2-music);
-# nothing is downloaded here. Each flag and its value reach bins/tta/inference_audioldm2.py as separate, quoted
-# arguments, so multi-word prompts stay whole. POSIX sh: runs under sh (dash) and bash, from any directory
-# (paths are relative to the repository root).
+# --model_dir is a folder the user downloaded (cvssp/audioldm2, cvssp/audioldm2-large or cvssp/audioldm2-music), a
+# checkpoint written by bins/tta/convert_audioldm2.py, or a fine-tuning experiment folder of run_train.sh (its newest
+# checkpoint, EMA weights) or one of its checkpoint folders; nothing is downloaded here. Each flag and its value
+# reach bins/tta/inference_audioldm2.py as separate, quoted arguments, so multi-word prompts stay whole. POSIX sh:
+# runs under sh (dash) and bash, from any directory (paths are relative to the repository root).
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
@@ -29,7 +30,7 @@ while [ "$index" -lt "$count" ]; do
             ;;
         --model_dir | --text | --text_file | --negative_prompt | --guidance_scale | --num_inference_steps | \
         --audio_length_in_s | --num_waveforms_per_prompt | --seed | --scheduler | --output_dir | --batch_size | \
-        --precision | --device)
+        --precision | --device | --text_model_dir)
             if [ "$index" -ge "$count" ]; then
                 echo "run_inference.sh: $arg needs a value" >&2
                 exit 2

@@ -1,9 +1,42 @@
 """Text states for cross-attention: encode each distinct prompt once (optionally through the on-disk cache) and
-pad the batch, with a mask that marks the real tokens."""
+pad the batch, with a mask that marks the real tokens.
+
+`TextConditioning` is what the stage-2 trainer needs from its frozen text side: captions -> one context tensor
+(and mask) per UNet cross-attention stream, where rows flagged `unconditional` get the contexts the matching
+pipeline builds for an empty negative prompt (caption dropout for classifier-free guidance, Ho & Salimans 2022).
+`EncoderConditioning` is stage 2's single stream (MiniLM / T5); AudioLDM 2 fine-tuning plugs in its two streams
+(`models.tta.audioldm2.training_conditioning`).
+"""
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import torch
+from torch import nn
 
 from models.text_encoder import FrozenTextEncoder, TextEmbeddingCache
+
+# The caption that stands for "no text": dropped training captions, and the default negative prompt.
+UNCONDITIONAL_CAPTION = ""
+
+
+class TextContexts(NamedTuple):
+    """Cross-attention inputs for B captions: one (B, L_s, D_s) tensor per stream, and per stream a (B, L_s) mask
+    (True / 1 = attend) or None (every position attended)."""
+
+    states: list[torch.Tensor]
+    masks: list[torch.Tensor | None]
+
+
+class TextConditioning(Protocol):
+    """The frozen text side of a stage-2 trainer (an `nn.Module`, moved with `.to(device)`, never trained)."""
+
+    @property
+    def context_dims(self) -> list[int]:
+        """The width D_s of each stream, in the order the UNet's cross-attentions consume them."""
+
+    def contexts(self, captions: Sequence[str], *, unconditional: Sequence[bool] | None = None) -> TextContexts:
+        """Contexts of B captions; rows with `unconditional[i]` True get the unconditional contexts."""
 
 
 def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,3 +81,25 @@ def encode_texts(
             if cache is not None:
                 cache.put(text, found[text])
     return pad_states([found[text] for text in texts])
+
+
+class EncoderConditioning(nn.Module):
+    """Stage 2's conditioning: one stream, the frozen encoder's last hidden states with the padding mask; the
+    unconditional caption is the empty string, encoded like any other (the pipeline's default negative prompt)."""
+
+    def __init__(self, *, encoder: FrozenTextEncoder, cache: TextEmbeddingCache | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.cache = cache
+
+    @property
+    def context_dims(self) -> list[int]:
+        return [self.encoder.hidden_size]
+
+    def contexts(self, captions: Sequence[str], *, unconditional: Sequence[bool] | None = None) -> TextContexts:
+        flags = [False] * len(captions) if unconditional is None else list(unconditional)
+        if len(flags) != len(captions):
+            raise ValueError(f"got {len(flags)} unconditional flags for {len(captions)} captions")
+        texts = [UNCONDITIONAL_CAPTION if flag else caption for caption, flag in zip(captions, flags)]
+        states, mask = encode_texts(self.encoder, texts, self.cache)
+        return TextContexts([states], [mask])

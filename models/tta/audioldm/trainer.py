@@ -1,10 +1,15 @@
-"""Stage-2 trainer: text-conditioned latent diffusion on the frozen stage-1 VAE's scaled latents.
+"""Stage-2 trainer: text-conditioned latent diffusion on a frozen VAE's scaled latents.
 
 Per batch: encode the mels with the frozen VAE (posterior mean, or a sample), multiply by the latent scale
-factor, replace captions by "" with probability `diffusion.caption_dropout` (classifier-free guidance, Ho &
-Salimans 2022), and regress the UNet on ε or v at uniformly drawn timesteps, ignoring latent frames that are
+factor, mark captions as unconditional with probability `diffusion.caption_dropout` (classifier-free guidance, Ho
+& Salimans 2022), and regress the UNet on ε or v at uniformly drawn timesteps, ignoring latent frames that are
 only padding. Validation measures the loss at fixed timesteps with noise fixed per clip, and samples audio for
 fixed prompts with the EMA weights.
+
+The text side is pluggable (`models.tta.audioldm.text_states.TextConditioning`): captions -> one context per
+cross-attention stream, with dropped rows built as the pipeline builds its unconditional branch. This class trains
+AudioLDM (one MiniLM / T5 stream, a VAE from stage 1); `models.tta.audioldm2.trainer` reuses it for AudioLDM 2
+fine-tuning by overriding the private methods of the "variants" section below.
 """
 
 import hashlib
@@ -21,14 +26,12 @@ from models.tta.audioldm.config import AudioLDMExperiment
 from models.tta.audioldm.diffusion import Denoiser
 from models.tta.audioldm.pipeline import UNET_NAME, AudioLDMPipeline, build_unet
 from models.tta.audioldm.stage1 import load_frozen_autoencoder
-from models.tta.audioldm.text_states import encode_texts
+from models.tta.audioldm.text_states import EncoderConditioning, TextConditioning
 from models.tta.autoencoderkl.latent_scale import latent_frame_mask
+from models.tta.autoencoderkl.model import AutoencoderKL
 from models.tta.vocoders import load_vocoder
 
 logger = logging.getLogger(__name__)
-
-# The caption that stands for "no text": dropped training captions, and the default negative prompt.
-UNCONDITIONAL_CAPTION = ""
 
 
 def _clip_seed(uid: str, timestep: int, seed: int) -> int:
@@ -37,39 +40,27 @@ def _clip_seed(uid: str, timestep: int, seed: int) -> int:
 
 
 class AudioLDMTrainer(Trainer):
-    """Trains `unet` (an `AudioLDMUNet` inside a `Denoiser`); the text encoder and VAE stay frozen on
+    """Trains `unet` (an `AudioLDMUNet` inside a `Denoiser`); the text conditioning and VAE stay frozen on
     `self.device` as private helpers. The latent scale factor actually used is written into the resolved
     config (`autoencoder.scale_factor`), so every checkpoint carries it."""
 
     config_schema = AudioLDMExperiment
 
-    def __init__(self, config: AudioLDMExperiment, exp_dir, resolved_config: dict):
-        autoencoder, scale_factor, vae_checkpoint = load_frozen_autoencoder(config.autoencoder)
+    def __init__(self, config, exp_dir, resolved_config: dict):
+        autoencoder, scale_factor, resolved_config = self._frozen_autoencoder(config, resolved_config)
         self._autoencoder = autoencoder
         self._scale_factor = scale_factor
-        logger.info("stage-1 VAE %s, latent scale factor %.6g", vae_checkpoint, scale_factor)
-        resolved_config = {
-            **resolved_config,
-            "autoencoder": {**resolved_config["autoencoder"], "scale_factor": scale_factor},
-        }
+        self._conditioning: TextConditioning | None = None
         self._train_denoiser: Denoiser | None = None
-        self._cache: TextEmbeddingCache | None = None
         self._vocoder: nn.Module | None = None
         super().__init__(config, exp_dir, resolved_config)
 
     # --------------------------------------------------------------------------------------------- hooks
 
     def build_models(self) -> dict[str, nn.Module]:
-        config = self.config
-        self._text_encoder = load_text_encoder(config.text_encoder.name, max_length=config.text_encoder.max_length)
-        self._text_encoder.to(self.device)
-        if config.text_encoder.cache_dir:
-            self._cache = TextEmbeddingCache(
-                config.text_encoder.cache_dir, config.text_encoder.name, config.text_encoder.max_length
-            )
+        self._conditioning = self._build_conditioning().to(self.device)
         self._autoencoder.to(self.device)
-        unet = build_unet(config.unet, text_width=self._text_encoder.hidden_size)
-        return {UNET_NAME: unet}
+        return {UNET_NAME: self._build_unet(self._conditioning.context_dims)}
 
     def build_datasets(self) -> tuple[Dataset, Dataset | None]:
         config = self.config
@@ -94,16 +85,18 @@ class AudioLDMTrainer(Trainer):
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         if "mel" not in batch:
             return {"skipped_clips": float(batch["num_skipped"])}
-        latents, latent_mask = self._latents(batch, sample=self.config.autoencoder.sample_posterior)
-        captions = [
-            UNCONDITIONAL_CAPTION if float(torch.rand(())) < self.config.diffusion.caption_dropout else caption
-            for caption in batch["caption"]
-        ]
-        states, mask = encode_texts(self._text_encoder, captions, self._cache)
+        latents, latent_mask = self._latents(batch, sample=self._sample_posterior())
+        dropped = [float(torch.rand(())) < self.config.diffusion.caption_dropout for _ in batch["caption"]]
+        contexts = self._conditioning.contexts(batch["caption"], unconditional=dropped)
         denoiser = self._denoiser()
         timesteps = torch.randint(0, denoiser.num_train_timesteps, (latents.shape[0],), device=self.device)
         loss = denoiser.loss(
-            latents, [states], [mask], timesteps=timesteps, noise=torch.randn_like(latents), latent_mask=latent_mask
+            latents,
+            contexts.states,
+            contexts.masks,
+            timesteps=timesteps,
+            noise=torch.randn_like(latents),
+            latent_mask=latent_mask,
         )
         self.backward(loss, name="loss")
         self.optimizer_step(UNET_NAME)
@@ -113,7 +106,7 @@ class AudioLDMTrainer(Trainer):
         if "mel" not in batch:
             return {}
         latents, latent_mask = self._latents(batch, sample=False)
-        states, mask = encode_texts(self._text_encoder, batch["caption"], self._cache)
+        contexts = self._conditioning.contexts(batch["caption"])
         denoiser = self._denoiser()
         metrics = {}
         seed = self.config.validation.seed
@@ -121,7 +114,9 @@ class AudioLDMTrainer(Trainer):
             generators = [torch.Generator().manual_seed(_clip_seed(uid, timestep, seed)) for uid in batch["uid"]]
             noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in generators]).to(self.device)
             timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=self.device)
-            loss = denoiser.loss(latents, [states], [mask], timesteps=timesteps, noise=noise, latent_mask=latent_mask)
+            loss = denoiser.loss(
+                latents, contexts.states, contexts.masks, timesteps=timesteps, noise=noise, latent_mask=latent_mask
+            )
             metrics[f"loss_t{timestep}"] = loss.item()
         metrics["loss_fixed_t"] = sum(metrics.values()) / len(metrics)
         return metrics
@@ -130,10 +125,46 @@ class AudioLDMTrainer(Trainer):
         validation = self.config.validation
         if not validation.prompts or not self.is_main_process:
             return
+        waveforms, mels, sample_rate = self._generate_samples()
+        for index, prompt in enumerate(validation.prompts):
+            tag = f"samples/{index:02d}_{prompt[:40]}"
+            self.writer.audio(f"{tag}/audio", waveforms[index], sample_rate, step)
+            self.writer.mel_image(f"{tag}/mel", mels[index], step)
+        self.writer.flush()
+
+    # ------------------------------------------------------------------------ variants (AudioLDM 2 overrides)
+
+    def _frozen_autoencoder(
+        self, config: AudioLDMExperiment, resolved_config: dict
+    ) -> tuple[AutoencoderKL, float, dict]:
+        """(frozen VAE, latent scale factor, resolved config recording the factor). Runs before the hooks."""
+        autoencoder, scale_factor, vae_checkpoint = load_frozen_autoencoder(config.autoencoder)
+        logger.info("stage-1 VAE %s, latent scale factor %.6g", vae_checkpoint, scale_factor)
+        resolved_config = {
+            **resolved_config,
+            "autoencoder": {**resolved_config["autoencoder"], "scale_factor": scale_factor},
+        }
+        return autoencoder, scale_factor, resolved_config
+
+    def _sample_posterior(self) -> bool:
+        return self.config.autoencoder.sample_posterior
+
+    def _build_conditioning(self) -> TextConditioning:
+        config = self.config.text_encoder
+        cache = TextEmbeddingCache(config.cache_dir, config.name, config.max_length) if config.cache_dir else None
+        return EncoderConditioning(encoder=load_text_encoder(config.name, max_length=config.max_length), cache=cache)
+
+    def _build_unet(self, context_dims: list[int]) -> nn.Module:
+        return build_unet(self.config.unet, text_width=context_dims[0])
+
+    def _generate_samples(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Audio for `validation.prompts` with the current (EMA) UNet: waveforms (P, samples), log-mels
+        (P, frames, n_mels), sample rate."""
+        validation = self.config.validation
         if self._vocoder is None:
             self._vocoder = load_vocoder(self.config.vocoder, mel=self.config.preprocess.mel)
         pipeline = AudioLDMPipeline(
-            text_encoder=self._text_encoder,
+            text_encoder=self._conditioning.encoder,
             denoiser=self._denoiser(),
             autoencoder=self._autoencoder,
             vocoder=self._vocoder,
@@ -150,12 +181,7 @@ class AudioLDMTrainer(Trainer):
             scheduler=validation.scheduler,
             show_progress=False,
         )
-        sample_rate = self.config.preprocess.mel.sample_rate
-        for index, prompt in enumerate(validation.prompts):
-            tag = f"samples/{index:02d}_{prompt[:40]}"
-            self.writer.audio(f"{tag}/audio", output.waveforms[index, 0], sample_rate, step)
-            self.writer.mel_image(f"{tag}/mel", output.mels[index, 0], step)
-        self.writer.flush()
+        return output.waveforms[:, 0], output.mels[:, 0], self.config.preprocess.mel.sample_rate
 
     # ----------------------------------------------------------------------------------------- helpers
 

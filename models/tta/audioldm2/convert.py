@@ -13,13 +13,15 @@ key is an error) and written as an inference checkpoint of ``utils.checkpoint`` 
                                              "vae": {...}, "vocoder": {...}, "projection": {...}},
                                   "models": [...], "ema_models": [],
                                   "extra": {"latent_scaling_factor", "sampling_rate",
-                                            "num_language_of_audio_vectors", "noise_schedule": {...}, "source"},
+                                            "num_language_of_audio_vectors", "noise_schedule": {...},
+                                            "scheduler_config": {the folder's diffusers sampler}, "source"},
                                   "files": {name: {"bytes", "sha256"}}}
         complete
 
 Each ``config`` section is the keyword arguments of its class, so ``load_converted_audioldm2`` rebuilds the
-modules from the checkpoint alone. The frozen text side (CLAP, Flan-T5, GPT-2 and their tokenizers) is
-transformers models that stay in the source folder; ``extra.source`` records where it was.
+modules from the checkpoint alone. The frozen text side (CLAP, Flan-T5, GPT-2, their tokenizers and the CLAP
+feature extractor) is transformers models that stay in the source folder; ``extra.source`` records where it was.
+Fine-tuning (``models.tta.audioldm2.trainer``) starts from this checkpoint.
 """
 
 import dataclasses
@@ -97,12 +99,14 @@ def convert_audioldm2_folder(folder: str | Path, output_dir: str | Path) -> Path
         "vocoder": load_diffusers_vocoder(folder / "vocoder"),
         "projection": load_diffusers_projection(folder / "projection_model"),
     }
-    schedule = noise_schedule_from_diffusers_config(_read_json(scheduler_config_path), source=scheduler_config_path)
+    scheduler_config = _read_json(scheduler_config_path)
+    schedule = noise_schedule_from_diffusers_config(scheduler_config, source=scheduler_config_path)
     extra = {
         "latent_scaling_factor": latent_scaling_factor,
         "sampling_rate": int(vocoder_config.get("sampling_rate", 16000)),
         "num_language_of_audio_vectors": int(language_model_config.get("max_new_tokens") or 8),
         "noise_schedule": dataclasses.asdict(schedule),
+        "scheduler_config": scheduler_config,
         "source": str(folder.resolve()),
     }
     # JSON round trip: the config is stored as JSON, so tuples become lists here exactly as on reload.

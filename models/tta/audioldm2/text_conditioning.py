@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, ClapModel, GPT2Model, PreTrainedTokenizerBase, T5EncoderModel
 
+from models.tta.audioldm.text_states import UNCONDITIONAL_CAPTION, TextContexts
 from models.tta.audioldm2.key_map import load_diffusers_projection
 from models.tta.audioldm2.language_model import generate_language_of_audio
 from models.tta.audioldm2.projection import AudioLDM2Projection
@@ -33,7 +34,9 @@ class AudioLDM2TextConditioner(nn.Module):
     """CLAP text branch + Flan-T5 encoder + projection + GPT-2, with their tokenizers.
 
     ``clap_model`` is the full ``ClapModel`` (its audio branch is used elsewhere to rank generated waveforms);
-    ``num_language_of_audio_vectors`` is 8 for the public text-to-audio checkpoints.
+    ``num_language_of_audio_vectors`` is 8 for the public text-to-audio checkpoints. ``encode`` serves generation;
+    ``contexts`` / ``context_dims`` make it the stage-2 trainer's ``TextConditioning`` for UNet fine-tuning, where
+    this whole text side stays frozen (as in the paper's stage-2 training).
     """
 
     def __init__(
@@ -137,6 +140,31 @@ class AudioLDM2TextConditioner(nn.Module):
             )
         )
 
+    @property
+    def context_dims(self) -> list[int]:
+        """Widths of the UNet's two context streams: the language-of-audio vectors, then the T5 states."""
+        return [self.language_model.config.hidden_size, self.t5_encoder.config.d_model]
+
+    @torch.no_grad()
+    def contexts(self, captions: Sequence[str], *, unconditional: Sequence[bool] | None = None) -> TextContexts:
+        """Training contexts for B captions: [LOA (B, N, D_lm), T5 (B, L, D_t5)] with masks [None, (B, L)].
+
+        Rows flagged ``unconditional`` encode the empty prompt with its T5 sequence padded to the batch's longest
+        caption, so a dropped row is exactly the unconditional branch ``encode(captions)`` builds at generation
+        (both streams dropped together, GPT-2 run on the same padded layout); the other rows are ``encode``'s
+        positive branch.
+        """
+        caption_list = _as_list(captions)
+        flags = [False] * len(caption_list) if unconditional is None else list(unconditional)
+        if len(flags) != len(caption_list):
+            raise ValueError(f"got {len(flags)} unconditional flags for {len(caption_list)} captions")
+        texts = [UNCONDITIONAL_CAPTION if flag else caption for caption, flag in zip(caption_list, flags)]
+        tokens = self.t5_tokenizer(
+            caption_list, padding="longest", max_length=self.t5_tokenizer.model_max_length, truncation=True
+        )
+        condition = self._condition(texts, t5_pad_to_length=len(tokens.input_ids[0]))
+        return TextContexts([condition.language_of_audio, condition.t5_states], [None, condition.t5_mask])
+
 
 def _as_list(prompts: str | Sequence[str]) -> list[str]:
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -164,12 +192,18 @@ _EXPECTED_CLASSES = {
 }
 
 
-def load_audioldm2_conditioner(folder: str | Path, *, dtype: torch.dtype = torch.float32) -> AudioLDM2TextConditioner:
+def load_audioldm2_conditioner(
+    folder: str | Path,
+    *,
+    projection: AudioLDM2Projection | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> AudioLDM2TextConditioner:
     """Build the conditioner from a local AudioLDM 2 diffusers folder (e.g. a downloaded cvssp/audioldm2).
 
-    Reads ``text_encoder`` (CLAP), ``text_encoder_2`` (Flan-T5 encoder), ``projection_model``, ``language_model``
-    (GPT-2), ``tokenizer`` and ``tokenizer_2``; nothing is downloaded. The number of generated vectors is the
-    language model config's ``max_new_tokens`` (8 when absent). Returned in eval mode, in ``dtype``.
+    Reads ``text_encoder`` (CLAP), ``text_encoder_2`` (Flan-T5 encoder), ``projection_model`` (unless
+    ``projection`` is given, e.g. from a converted checkpoint), ``language_model`` (GPT-2), ``tokenizer`` and
+    ``tokenizer_2``; nothing is downloaded. The number of generated vectors is the language model config's
+    ``max_new_tokens`` (8 when absent). Returned frozen (eval mode, no gradients), in ``dtype``.
     """
     folder = Path(folder)
     index_path = folder / "model_index.json"
@@ -192,8 +226,8 @@ def load_audioldm2_conditioner(folder: str | Path, *, dtype: torch.dtype = torch
         clap_tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True),
         t5_encoder=T5EncoderModel.from_pretrained(folder / "text_encoder_2", local_files_only=True),
         t5_tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True),
-        projection=load_diffusers_projection(folder / "projection_model"),
+        projection=projection if projection is not None else load_diffusers_projection(folder / "projection_model"),
         language_model=GPT2Model.from_pretrained(folder / "language_model", local_files_only=True),
         num_language_of_audio_vectors=int(language_model_config.get("max_new_tokens") or 8),
     )
-    return conditioner.to(dtype).eval()
+    return conditioner.to(dtype).eval().requires_grad_(False)

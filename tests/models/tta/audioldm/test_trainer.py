@@ -5,7 +5,7 @@ VAE mismatch errors."""
 import pytest
 import torch
 
-from models.tta.audioldm import trainer as trainer_module
+from models.tta.audioldm import text_states
 from models.tta.audioldm.trainer import AudioLDMTrainer
 from tests.models.tta.audioldm.tiny_stage2 import (
     DEBUG_CONFIG,
@@ -78,13 +78,13 @@ def test_latents_are_scaled_and_padding_is_masked(fixtures, tmp_path):
 
 def test_caption_dropout_empties_training_captions_only(fixtures, tmp_path, monkeypatch):
     seen = []
-    original = trainer_module.encode_texts
+    original = text_states.encode_texts
 
     def recording(encoder, texts, cache=None):
         seen.append(list(texts))
         return original(encoder, texts, cache)
 
-    monkeypatch.setattr(trainer_module, "encode_texts", recording)
+    monkeypatch.setattr(text_states, "encode_texts", recording)
     trainer = build_trainer(
         fixtures, tmp_path / "run", "diffusion.caption_dropout=0.999", "trainer.max_steps=1", "trainer.sample_every=0",
         "trainer.valid_every=1",

@@ -35,6 +35,8 @@ def test_layout_and_meta(converted, tiny_audioldm2_folder) -> None:
     assert extra["num_language_of_audio_vectors"] == 8
     assert extra["noise_schedule"] == {"num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195,
                                        "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
+    assert extra["scheduler_config"]["_class_name"] == "DDIMScheduler"
+    assert extra["scheduler_config"]["steps_offset"] == 1
     assert extra["source"] == str(tiny_audioldm2_folder.resolve())
 
 
