@@ -57,6 +57,8 @@ def shrink_overrides(processed_dir: Path, vae_checkpoint: Path, exp_root: Path) 
     return [
         f"preprocess.processed_dir={processed_dir.as_posix()}",
         f"log_dir={exp_root.as_posix()}",
+        # The recipe's cache lives in the repository's exp/; a test keeps its own.
+        f"text_encoder.cache_dir={(exp_root / 'text_cache').as_posix()}",
         f"autoencoder.checkpoint={vae_checkpoint.as_posix()}",
         "autoencoder.block_out_channels=[8, 8, 16]",
         "autoencoder.layers_per_block=1",
