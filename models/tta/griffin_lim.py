@@ -32,6 +32,7 @@ class GriffinLimVocoder(nn.Module):
         self.hop_length = hop_length
         self.fmin = fmin
         self.fmax = fmax
+        self.n_mels = n_mels
         self.n_iter = n_iter
         mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
         # The pseudo-inverse of the mel basis maps mel magnitudes back to linear ones in one matmul (librosa's
@@ -39,6 +40,8 @@ class GriffinLimVocoder(nn.Module):
         self.inverse_mel_basis = np.linalg.pinv(mel_basis)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if log_mel.ndim != 3 or log_mel.shape[-1] != self.n_mels:
+            raise ValueError(f"expected a log-mel (B, frames, {self.n_mels}), got shape {tuple(log_mel.shape)}")
         waves = []
         for clip in log_mel.detach().float().cpu().numpy():
             magnitude_mel = np.exp(clip.T)

@@ -76,6 +76,7 @@ def load_vocoder(spec: str, *, mel: MelConfig) -> nn.Module:
             hop_length=mel.hop_length,
             fmin=mel.fmin,
             fmax=mel.fmax,
+            n_mels=mel.n_mels,
         ).eval()
     path = Path(spec)
     if not path.is_dir():

@@ -10,7 +10,7 @@ from typing import Literal
 
 from models.base.trainer_config import TrainerConfig
 from models.tta.hifigan.discriminator import HifiGanDiscriminator
-from models.tta.hifigan.loss import LOSS_NAMES
+from models.tta.hifigan.loss import LOSS_NAMES, STFT_LOSS_RESOLUTIONS
 from models.tta.hifigan.model import HifiGanGenerator
 from modules.discriminators.hifigan import MSD_GROUPS, MSD_KERNEL_SIZES
 from preprocessors.config import PreprocessConfig
@@ -75,11 +75,14 @@ class DiscriminatorConfig:
 
 @dataclass
 class HifiGanLossConfig:
-    """`weights` maps every loss name (mel, adv_g, fm, disc) to its weight; the names are also the logged metric
-    names. The discriminators are trained and the adversarial and feature-matching losses used from training step
-    `disc_start_step` on (0: from the start, as in the paper); before it the generator learns from mel L1 only."""
+    """`weights` maps every loss name (mel, stft, adv_g, fm, disc) to its weight; the names are also the logged
+    metric names (stft: the multi-resolution STFT loss, skipped when its weight is 0). The discriminators are
+    trained and the adversarial and feature-matching losses used from training step `disc_start_step` on (0: from
+    the start, as in the paper); before it the generator learns from the spectral losses (mel, stft) only."""
 
-    weights: dict[str, float] = field(default_factory=lambda: {"mel": 45.0, "adv_g": 1.0, "fm": 2.0, "disc": 1.0})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"mel": 45.0, "stft": 0.0, "adv_g": 1.0, "fm": 2.0, "disc": 1.0}
+    )
     disc_start_step: int = 0
 
     def __post_init__(self) -> None:
@@ -146,6 +149,12 @@ class HifiGanExperiment:
             raise ConfigError(
                 f"data.segment_frames: {self.data.segment_frames} frames ({segment_samples} samples) are shorter "
                 f"than one STFT window (preprocess.mel.n_fft = {self.preprocess.mel.n_fft})"
+            )
+        longest_stft = max(n_fft for n_fft, _, _ in STFT_LOSS_RESOLUTIONS)
+        if self.loss.weights["stft"] and segment_samples <= longest_stft // 2:
+            raise ConfigError(
+                f"data.segment_frames: {self.data.segment_frames} frames ({segment_samples} samples) are too short "
+                f"for the STFT loss (loss.weights.stft), whose largest n_fft is {longest_stft}"
             )
 
 

@@ -1,8 +1,10 @@
-"""HiFi-GAN losses (Kong et al. 2020, §2.4): least-squares GAN, feature matching, mel-spectrogram L1.
+"""HiFi-GAN losses (Kong et al. 2020, §2.4): least-squares GAN, feature matching, mel-spectrogram L1, plus the
+multi-resolution STFT loss of Parallel WaveGAN (Yamamoto et al. 2020, §2.3).
 
 The discriminator outputs arrive as the lists returned by `modules.discriminators.hifigan` (concatenate the MPD
 and MSD lists); each loss sums over sub-discriminators, as in the paper. Mels are computed by the caller with the
-project's one front end (`utils.audio.LogMelSpectrogram`). The paper's weights are mel 45, fm 2, adv_g 1, disc 1.
+project's one front end (`utils.audio.LogMelSpectrogram`). The HiFi-GAN paper's weights are mel 45, fm 2, adv_g 1,
+disc 1 and no STFT loss (stft 0, which skips computing it).
 """
 
 from collections.abc import Mapping, Sequence
@@ -10,9 +12,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.nn import functional as F
 
-GENERATOR_LOSS_NAMES = ("mel", "adv_g", "fm")
+SPECTRAL_LOSS_NAMES = ("mel", "stft")
+GENERATOR_LOSS_NAMES = (*SPECTRAL_LOSS_NAMES, "adv_g", "fm")
 DISCRIMINATOR_LOSS_NAMES = ("disc",)
 LOSS_NAMES = GENERATOR_LOSS_NAMES + DISCRIMINATOR_LOSS_NAMES
+# Parallel WaveGAN's STFT resolutions (n_fft, hop_length, win_length) at 24 kHz; they suit 16 kHz as well.
+STFT_LOSS_RESOLUTIONS = ((512, 50, 240), (1024, 120, 600), (2048, 240, 1200))
+# Floor on STFT power before the square root, so the log and its gradient stay finite in silence (Parallel WaveGAN).
+_STFT_POWER_FLOOR = 1e-7
 
 
 def generator_adversarial_loss(fake_logits: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -51,13 +58,48 @@ def mel_l1_loss(fake_mel: torch.Tensor, real_mel: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake_mel, real_mel)
 
 
+def _stft_magnitude(wave: torch.Tensor, n_fft: int, hop_length: int, win_length: int) -> torch.Tensor:
+    """(B, S) → |STFT| (B, n_fft // 2 + 1, frames), Hann window, centred, floored for a finite log."""
+    window = torch.hann_window(win_length, dtype=wave.dtype, device=wave.device)
+    spectrum = torch.stft(wave, n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                          return_complex=True)
+    return (spectrum.real.square() + spectrum.imag.square()).clamp(min=_STFT_POWER_FLOOR).sqrt()
+
+
+def multi_resolution_stft_loss(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    *,
+    resolutions: Sequence[tuple[int, int, int]] = STFT_LOSS_RESOLUTIONS,
+) -> torch.Tensor:
+    """Mean over resolutions of spectral convergence ‖|S| − |Ŝ|‖_F / ‖|S|‖_F plus E|log|S| − log|Ŝ||, on
+    waveforms (B, S) of identical shape (Yamamoto et al. 2020, eqs. 4–6). It constrains the linear-frequency
+    magnitude at several time–frequency trade-offs, which the 64-bin mel L1 alone leaves loose."""
+    if fake.shape != real.shape:
+        raise ValueError(f"waveform shapes differ: fake {tuple(fake.shape)} vs real {tuple(real.shape)}")
+    total = fake.new_zeros(())
+    for n_fft, hop_length, win_length in resolutions:
+        fake_magnitude = _stft_magnitude(fake, n_fft, hop_length, win_length)
+        real_magnitude = _stft_magnitude(real, n_fft, hop_length, win_length)
+        convergence = torch.linalg.norm(real_magnitude - fake_magnitude) / torch.linalg.norm(real_magnitude)
+        total = total + convergence + F.l1_loss(fake_magnitude.log(), real_magnitude.log())
+    return total / len(resolutions)
+
+
 class HifiGanLoss:
-    """Weighted sums of the HiFi-GAN losses. `weights` maps every name in `LOSS_NAMES` to a float.
+    """Weighted sums of the HiFi-GAN losses. `weights` maps every name in `LOSS_NAMES` to a float;
+    `stft_resolutions` are the (n_fft, hop_length, win_length) of the STFT loss (segments must be longer than
+    half the largest n_fft).
 
     Each step returns (weighted total, {name: unweighted loss}) so the logged names equal the weight keys.
     """
 
-    def __init__(self, *, weights: Mapping[str, float]):
+    def __init__(
+        self,
+        *,
+        weights: Mapping[str, float],
+        stft_resolutions: Sequence[tuple[int, int, int]] = STFT_LOSS_RESOLUTIONS,
+    ):
         unknown = sorted(set(weights) - set(LOSS_NAMES))
         missing = sorted(set(LOSS_NAMES) - set(weights))
         if unknown or missing:
@@ -65,23 +107,41 @@ class HifiGanLoss:
                 f"HiFi-GAN loss weights must name exactly {list(LOSS_NAMES)}: unknown {unknown}, missing {missing}"
             )
         self.weights = {name: float(value) for name, value in weights.items()}
+        self.stft_resolutions = tuple(stft_resolutions)
 
     def _weighted(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return sum(self.weights[name] * value for name, value in losses.items()), losses
+
+    def _spectral(
+        self, fake_mel: torch.Tensor, real_mel: torch.Tensor, fake_wave: torch.Tensor, real_wave: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        losses = {"mel": mel_l1_loss(fake_mel, real_mel)}
+        if self.weights["stft"]:
+            losses["stft"] = multi_resolution_stft_loss(fake_wave, real_wave, resolutions=self.stft_resolutions)
+        return losses
+
+    def spectral_step(
+        self, *, fake_mel: torch.Tensor, real_mel: torch.Tensor, fake_wave: torch.Tensor, real_wave: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Generator objective before the discriminators start: mel L1 + multi-resolution STFT ("mel", "stft";
+        "stft" only when its weight is not 0). Mels (B, n_mels, frames), waves (B, S)."""
+        return self._weighted(self._spectral(fake_mel, real_mel, fake_wave, real_wave))
 
     def generator_step(
         self,
         *,
         fake_mel: torch.Tensor,
         real_mel: torch.Tensor,
+        fake_wave: torch.Tensor,
+        real_wave: torch.Tensor,
         fake_logits: Sequence[torch.Tensor],
         real_features: Sequence[Sequence[torch.Tensor]],
         fake_features: Sequence[Sequence[torch.Tensor]],
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Generator objective: mel L1 + LS adversarial + feature matching (names "mel", "adv_g", "fm")."""
+        """Generator objective: the spectral losses + LS adversarial + feature matching ("adv_g", "fm")."""
         return self._weighted(
             {
-                "mel": mel_l1_loss(fake_mel, real_mel),
+                **self._spectral(fake_mel, real_mel, fake_wave, real_wave),
                 "adv_g": generator_adversarial_loss(fake_logits),
                 "fm": feature_matching_loss(real_features, fake_features),
             }

@@ -4,10 +4,11 @@ Each step draws random waveform segments (offsets on the hop grid), computes the
 one front end on the device, vocodes the mels back, and trains
 
 - the discriminator (MPD + MSD) on real vs generated segments with the least-squares loss, then
-- the generator on weighted mel L1 + least-squares adversarial + feature-matching losses, with the
-  discriminator frozen so the generator's losses leave no gradient in it.
+- the generator on weighted mel L1 + multi-resolution STFT + least-squares adversarial + feature-matching
+  losses, with the discriminator frozen so the generator's losses leave no gradient in it.
 
-Before `loss.disc_start_step` only the mel L1 trains the generator and the discriminator is not touched.
+Before `loss.disc_start_step` only the spectral losses (mel L1, multi-resolution STFT) train the generator and
+the discriminator is not touched (Parallel WaveGAN's warm-up, Yamamoto et al. 2020).
 Validation vocodes the start of every validation clip and reports mel L1, LSD and the multi-resolution STFT
 distance against the real audio; samples put vocoded audio and mel images of a few validation clips (and the
 real ones, once per run) in TensorBoard.
@@ -93,10 +94,12 @@ class HifiGanTrainer(Trainer):
         metrics = {"skipped_clips": float(batch["num_skipped"])} if batch["num_skipped"] else {}
 
         if step < self.config.loss.disc_start_step:
-            mel = mel_l1_loss(fake_mel, real_mel)
-            self.backward(self._loss.weights["mel"] * mel, name="mel")
+            spectral_total, spectral_losses = self._loss.spectral_step(
+                fake_mel=fake_mel, real_mel=real_mel, fake_wave=fake, real_wave=real
+            )
+            self.backward(spectral_total, name="generator")
             self.optimizer_step(GENERATOR_NAME)
-            return {**metrics, "mel": mel.item()}
+            return {**metrics, **{name: value.item() for name, value in spectral_losses.items()}}
 
         logits, _ = discriminator(torch.cat([real, fake.detach()]))
         real_logits, fake_logits = _halves(logits)
@@ -110,6 +113,8 @@ class HifiGanTrainer(Trainer):
         generator_total, generator_losses = self._loss.generator_step(
             fake_mel=fake_mel,
             real_mel=real_mel,
+            fake_wave=fake,
+            real_wave=real,
             fake_logits=_halves(logits)[1],
             real_features=real_features,
             fake_features=fake_features,

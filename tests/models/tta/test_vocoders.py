@@ -65,6 +65,14 @@ def test_griffin_lim_spec_gives_the_fallback_with_the_front_end_settings():
     assert vocoder(_mel()).shape == (2, FRAMES * HOP)
 
 
+def test_griffin_lim_spec_takes_the_front_end_mel_bins():
+    vocoder = load_vocoder("griffin_lim", mel=MelConfig(n_mels=80))
+    assert vocoder.n_mels == 80 and vocoder.inverse_mel_basis.shape == (513, 80)
+    assert vocoder(_mel(80)).shape == (2, FRAMES * HOP)
+    with pytest.raises(ValueError, match=r"\(B, frames, 80\)"):
+        vocoder(_mel(64))
+
+
 def test_diffusers_vocoder_folder_matches_transformers_trimmed(tiny_audioldm2_folder):  # noqa: F811
     mel_config = MelConfig(n_mels=MEL_BINS)
     reference = SpeechT5HifiGan.from_pretrained(tiny_audioldm2_folder / "vocoder").eval()

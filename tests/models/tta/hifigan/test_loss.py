@@ -1,5 +1,7 @@
 """HiFi-GAN losses on hand-computed values, weight validation, and one generator/discriminator step end to end."""
 
+import math
+
 import pytest
 import torch
 
@@ -10,12 +12,13 @@ from models.tta.hifigan.loss import (
     feature_matching_loss,
     generator_adversarial_loss,
     mel_l1_loss,
+    multi_resolution_stft_loss,
 )
 from models.tta.hifigan.model import HifiGanGenerator
 from modules.discriminators.hifigan import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from utils.audio import LogMelSpectrogram
 
-PAPER_WEIGHTS = {"mel": 45.0, "adv_g": 1.0, "fm": 2.0, "disc": 1.0}
+PAPER_WEIGHTS = {"mel": 45.0, "stft": 0.0, "adv_g": 1.0, "fm": 2.0, "disc": 1.0}
 
 
 def test_least_squares_losses_on_hand_computed_values():
@@ -58,7 +61,8 @@ def test_mel_l1():
     "weights, message",
     [
         ({**PAPER_WEIGHTS, "adv": 1.0}, r"unknown \['adv'\]"),
-        ({name: 1.0 for name in ("mel", "adv_g", "disc")}, r"missing \['fm'\]"),
+        ({name: 1.0 for name in ("mel", "stft", "adv_g", "disc")}, r"missing \['fm'\]"),
+        ({name: 1.0 for name in ("mel", "adv_g", "fm", "disc")}, r"missing \['stft'\]"),
     ],
 )
 def test_weights_must_name_every_loss(weights, message):
@@ -66,20 +70,53 @@ def test_weights_must_name_every_loss(weights, message):
         HifiGanLoss(weights=weights)
 
 
+def test_multi_resolution_stft_loss_on_a_scaled_copy():
+    torch.manual_seed(0)
+    real = torch.randn(2, 4096)
+    assert multi_resolution_stft_loss(real, real).item() == pytest.approx(0.0, abs=1e-6)
+    # Half the amplitude: spectral convergence 0.5 and |log 0.5| at every bin well above the power floor.
+    resolutions = ((256, 64, 256), (512, 128, 256))
+    loss = multi_resolution_stft_loss(0.5 * real, real, resolutions=resolutions)
+    assert loss.item() == pytest.approx(0.5 + math.log(2.0), rel=1e-3)
+    with pytest.raises(ValueError, match="waveform shapes differ"):
+        multi_resolution_stft_loss(real[:, :-1], real)
+
+
+def test_multi_resolution_stft_loss_has_finite_gradients_in_silence():
+    fake = torch.zeros(1, 4096, requires_grad=True)
+    multi_resolution_stft_loss(fake, torch.zeros(1, 4096)).backward()
+    assert torch.isfinite(fake.grad).all()
+
+
+def test_spectral_step_adds_the_stft_loss_only_when_weighted():
+    torch.manual_seed(0)
+    real = torch.randn(1, 4096)
+    mels = {"fake_mel": torch.ones(1, 2, 2), "real_mel": torch.zeros(1, 2, 2)}
+    total, parts = HifiGanLoss(weights=PAPER_WEIGHTS).spectral_step(**mels, fake_wave=0.5 * real, real_wave=real)
+    assert set(parts) == {"mel"} and total.item() == pytest.approx(45.0)
+    weights = {**PAPER_WEIGHTS, "stft": 10.0}
+    total, parts = HifiGanLoss(weights=weights).spectral_step(**mels, fake_wave=0.5 * real, real_wave=real)
+    assert set(parts) == {"mel", "stft"}
+    assert total.item() == pytest.approx(45.0 + 10.0 * parts["stft"].item())
+
+
 def test_weighted_totals_and_names():
-    loss = HifiGanLoss(weights=PAPER_WEIGHTS)
+    loss = HifiGanLoss(weights={**PAPER_WEIGHTS, "stft": 3.0})
     fake_logits = [torch.tensor([[0.0]])]
+    wave = torch.randn(1, 4096)
     total, parts = loss.generator_step(
         fake_mel=torch.ones(1, 2, 2),
         real_mel=torch.zeros(1, 2, 2),
+        fake_wave=wave,
+        real_wave=wave,
         fake_logits=fake_logits,
         real_features=[[torch.zeros(3)]],
         fake_features=[[torch.full((3,), 2.0)]],
     )
-    assert set(parts) == {"mel", "adv_g", "fm"}
-    assert total.item() == pytest.approx(45.0 * 1.0 + 1.0 * 1.0 + 2.0 * 2.0)
+    assert set(parts) == {"mel", "stft", "adv_g", "fm"}
+    assert total.item() == pytest.approx(45.0 * 1.0 + 3.0 * 0.0 + 1.0 * 1.0 + 2.0 * 2.0, abs=1e-4)
     total, parts = loss.discriminator_step(real_logits=[torch.tensor([[1.0]])], fake_logits=fake_logits)
-    assert set(parts) | {"mel", "adv_g", "fm"} == set(LOSS_NAMES)
+    assert set(parts) | {"mel", "stft", "adv_g", "fm"} == set(LOSS_NAMES)
     assert total.item() == 0.0
 
 
@@ -94,7 +131,7 @@ def test_one_adversarial_step_end_to_end():
     )
     mpd = MultiPeriodDiscriminator(channels=(4, 4, 8, 8, 8))
     msd = MultiScaleDiscriminator(channels=(4, 4, 8, 8, 8, 8, 8), groups=(1, 2, 4, 4, 4, 4, 1))
-    loss = HifiGanLoss(weights=PAPER_WEIGHTS)
+    loss = HifiGanLoss(weights={**PAPER_WEIGHTS, "stft": 1.0}, stft_resolutions=((128, 32, 128), (256, 64, 256)))
 
     real_audio = 0.5 * torch.sin(torch.linspace(0, 200, 1024)).repeat(2, 1)
     real_mel = front_end(real_audio)
@@ -115,7 +152,8 @@ def test_one_adversarial_step_end_to_end():
     _, real_features = discriminate(real_audio)
     fake_logits, fake_features = discriminate(fake_audio)
     gen_total, parts = loss.generator_step(
-        fake_mel=front_end(fake_audio), real_mel=real_mel, fake_logits=fake_logits,
+        fake_mel=front_end(fake_audio), real_mel=real_mel, fake_wave=fake_audio, real_wave=real_audio,
+        fake_logits=fake_logits,
         real_features=real_features, fake_features=fake_features,
     )
     assert all(torch.isfinite(value) and value > 0 for value in parts.values())
