@@ -1,6 +1,6 @@
 """One guided UNet sampling step of AudioLDM 2 base at 10.24 s: our AudioLDMUNet against diffusers'.
 
-    python benchmarks/bench_unet_step.py [--repeats 8] [--precision both] [--threads 2]
+    python benchmarks/bench_unet_step.py [--repeats 8] [--precision all] [--threads 2]
         [--output benchmarks/results/unet_step.txt] [--compile]
 
 On a machine shared with other jobs, run it with OMP_WAIT_POLICY=PASSIVE in the environment: OpenMP threads
@@ -19,11 +19,17 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
   ours+cache           the same, contexts projected once per sampling run by `precompute_context` (untimed)
   ours+cache+shared    the fast path: one latent row shared by both guidance halves (the UNet runs the layers
                        before the first cross-attention once) plus the cache
-fp32, and bf16 autocast (`torch.autocast("cpu", dtype=torch.bfloat16)`). Protocols:
-  step   (default) every call under `torch.inference_mode` and its own autocast region, as the sampling loop
-         enters autocast per step: autocast casts every conv/linear weight to bf16 at every step
-  run    bf16 only: `torch.no_grad` and one autocast region around all calls, weights requiring grad: autocast
-         then casts each weight once and reuses it (the sampling-loop change proposed in the results file)
+  ours+...+cast-once   (bf16 only) the sampling loop's default under autocast: the fast path on a copy of our UNet
+                       whose conv/linear weights are held in bf16 for the run (`weights_held_in`; bitwise the
+                       outputs of autocast's own per-step casts, so the same precision as the other bf16 calls)
+Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per
+step). Precisions:
+  fp32           fp32 weights, no autocast
+  bf16           fp32 weights, bf16 autocast (`torch.autocast("cpu", dtype=torch.bfloat16)`): autocast casts every
+                 conv/linear weight to bf16 at every step (its cast cache never applies to frozen or
+                 inference-mode weights)
+  bf16-weights   both models converted to bf16 (`.to(torch.bfloat16)`, as the AudioLDM 2 pipeline runs a bf16 UNet)
+                 under the same autocast: no per-step weight casts, the step is compute only
 Reported: median wall time per step, median CPU time (all threads; more robust than wall time when other
 processes compete for the cores), the median of per-round ratios diffusers / ours, the FLOPs per step, the
 achieved fraction of the measured matmul peak, and the max abs difference of each output to diffusers'.
@@ -33,6 +39,8 @@ measured part above it.
 """
 
 import argparse
+import contextlib
+import copy
 import os
 import statistics
 import sys
@@ -46,9 +54,11 @@ if str(REPO_ROOT) not in sys.path:
 
 import diffusers  # noqa: E402  (after the repo root is on sys.path)
 import torch  # noqa: E402
+from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from diffusers import AudioLDM2UNet2DConditionModel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
+from models.tta.audioldm.sampling import weights_held_in  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from models.tta.audioldm.unet_key_map import (  # noqa: E402
     convert_diffusers_unet_state_dict,
@@ -56,6 +66,7 @@ from models.tta.audioldm.unet_key_map import (  # noqa: E402
 )
 
 LOG_MARKER = "## Optimisation log"
+PRECISIONS = ("fp32", "bf16", "bf16-weights")
 LATENT_SHAPE = (8, 256, 16)
 GPT2_SHAPE = (8, 768)
 T5_SHAPE = (20, 1024)
@@ -74,6 +85,11 @@ BASE_CONFIG = dict(
 )
 
 Step = Callable[[], torch.Tensor]
+
+
+def autocast(dtype: torch.dtype | None) -> torch.autocast:
+    """CPU autocast to ``dtype``, or a disabled region for None (fp32)."""
+    return torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
 
 
 def build_models() -> tuple[AudioLDM2UNet2DConditionModel, AudioLDMUNet]:
@@ -101,12 +117,19 @@ def build_inputs() -> dict[str, torch.Tensor]:
     )
 
 
-def step_calls(reference, ours, inputs, autocast_dtype: torch.dtype | None) -> dict[str, Step]:
-    """The four timed calls; the context cache is built here, once, under the same autocast as the steps."""
+def step_calls(
+    reference, ours, inputs, autocast_dtype: torch.dtype | None, ours_cast: AudioLDMUNet | None = None
+) -> dict[str, Step]:
+    """The timed calls; the context caches are built here, once, under the same autocast as the steps.
+
+    ``ours_cast``: a copy of our UNet whose conv/linear weights the caller holds in the autocast dtype
+    (``weights_held_in``, as the sampling loop does under autocast); adds the "+cast-once" call.
+    """
     contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
-    with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with torch.no_grad(), autocast(autocast_dtype):
         cache = ours.precompute_context(contexts, masks)
-    return {
+        cast_cache = None if ours_cast is None else ours_cast.precompute_context(contexts, masks)
+    calls = {
         "diffusers": lambda: reference(
             inputs["doubled"],
             inputs["timestep"],
@@ -118,38 +141,26 @@ def step_calls(reference, ours, inputs, autocast_dtype: torch.dtype | None) -> d
         "ours+cache": lambda: ours(inputs["doubled"], inputs["timestep"], cache),
         "ours+cache+shared": lambda: ours(inputs["latent"], inputs["timestep"], cache),
     }
+    if ours_cast is not None:
+        calls["ours+...+cast-once"] = lambda: ours_cast(inputs["latent"], inputs["timestep"], cast_cache)
+    return calls
 
 
 def time_alternated(
-    calls: dict[str, Step], autocast_dtype: torch.dtype | None, protocol: str, repeats: int, warmup: int
+    calls: dict[str, Step], autocast_dtype: torch.dtype | None, repeats: int, warmup: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, torch.Tensor]]:
     """Wall and CPU seconds per call over ``repeats`` rounds of all calls in turn, and each call's last output."""
     walls = {name: [] for name in calls}
     cpus = {name: [] for name in calls}
     outputs = {}
-
-    def autocast():
-        return torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None)
-
-    def one_round(record: bool) -> None:
+    for round_index in range(warmup + repeats):
         for name, call in calls.items():
             started, cpu_started = time.perf_counter(), time.process_time()
-            if protocol == "step":
-                with torch.inference_mode(), autocast():
-                    outputs[name] = call()
-            else:
+            with torch.inference_mode(), autocast(autocast_dtype):
                 outputs[name] = call()
-            if record:
+            if round_index >= warmup:
                 walls[name].append(time.perf_counter() - started)
                 cpus[name].append(time.process_time() - cpu_started)
-
-    if protocol == "step":
-        for round_index in range(warmup + repeats):
-            one_round(record=round_index >= warmup)
-    else:
-        with torch.no_grad(), autocast():
-            for round_index in range(warmup + repeats):
-                one_round(record=round_index >= warmup)
     return walls, cpus, outputs
 
 
@@ -166,7 +177,7 @@ def count_flops(reference, ours, inputs) -> dict[str, float]:
     counts = {}
     calls = step_calls(reference, ours, inputs, None)
     with torch.inference_mode():
-        for name in ("diffusers", "ours+cache+shared"):
+        for name in ("diffusers", "ours+cache", "ours+cache+shared"):
             plain = FlopCounterMode(display=False)
             with plain:
                 calls[name]()
@@ -181,16 +192,22 @@ def count_flops(reference, ours, inputs) -> dict[str, float]:
     return counts
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 4096, repeats: int = 10) -> float:
-    """Best FLOP/s of a size x size matmul in ``dtype`` on the current threads."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
+def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096), repeats: int = 10) -> tuple[float, float]:
+    """Best FLOP/s of square matmuls in ``dtype``: per wall second, and per CPU second (one core's peak).
+
+    The CPU-time figure is the robust one on a shared machine: preemption stretches wall time, not CPU time.
+    """
+    best_wall, best_cpu = 0.0, 0.0
+    for size in sizes:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
         a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
+        for _ in range(repeats):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            a @ b
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            best_wall = max(best_wall, 2 * size**3 / wall)
+            best_cpu = max(best_cpu, 2 * size**3 / max(cpu, 1e-9))
+    return best_wall, best_cpu
 
 
 def cpu_model() -> str:
@@ -206,12 +223,12 @@ def report_precision(
     cpus: dict[str, list[float]],
     outputs: dict[str, torch.Tensor],
     flops: float,
-    peak: float,
+    peak_per_cpu_second: float,
 ) -> list[str]:
-    """Table rows for one precision/protocol."""
+    """Table rows for one precision: medians, paired ratios, throughput, fraction of peak, output differences."""
     base = "diffusers"
     lines = [
-        f"{label}",
+        label,
         f"  {'call':<19}{'wall s':>8}{'cpu s':>8}{'x wall':>8}{'x cpu':>8}{'GFLOP/s':>9}{'% peak':>8}"
         "  max|diff| vs diffusers",
     ]
@@ -222,17 +239,16 @@ def report_precision(
         difference = (outputs[name].float() - outputs[base].float()).abs().max().item()
         lines.append(
             f"  {name:<19}{wall:8.3f}{cpu:8.3f}{wall_ratio:8.2f}{cpu_ratio:8.2f}{flops / wall / 1e9:9.0f}"
-            f"{100 * flops / wall / peak:7.1f}%  {difference:.2e}"
+            f"{100 * flops / cpu / peak_per_cpu_second:7.1f}%  {difference:.2e}"
         )
-    lines.append("  wall s per round: " + "; ".join(
-        f"{name} " + " ".join(f"{seconds:.2f}" for seconds in walls[name]) for name in walls
-    ))
+    rounds = "; ".join(f"{name} " + " ".join(f"{seconds:.2f}" for seconds in walls[name]) for name in walls)
+    lines.append(f"  wall s per round: {rounds}")
     return lines
 
 
 def compile_trial(ours, inputs, autocast_dtype: torch.dtype | None, repeats: int) -> list[str]:
     """torch.compile of our fast path: compile time (first call) and median step time against eager."""
-    with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with torch.no_grad(), autocast(autocast_dtype):
         cache = ours.precompute_context([inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]])
     compiled = torch.compile(ours)
     calls = {
@@ -240,10 +256,10 @@ def compile_trial(ours, inputs, autocast_dtype: torch.dtype | None, repeats: int
         "compiled": lambda: compiled(inputs["latent"], inputs["timestep"], cache),
     }
     started = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with torch.inference_mode(), autocast(autocast_dtype):
         calls["compiled"]()
     compile_seconds = time.perf_counter() - started
-    walls, _, outputs = time_alternated(calls, autocast_dtype, "step", repeats, warmup=1)
+    walls, _, outputs = time_alternated(calls, autocast_dtype, repeats, warmup=1)
     eager, fast = statistics.median(walls["eager"]), statistics.median(walls["compiled"])
     difference = (outputs["compiled"].float() - outputs["eager"].float()).abs().max().item()
     return [
@@ -254,14 +270,16 @@ def compile_trial(ours, inputs, autocast_dtype: torch.dtype | None, repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=8, help="timed rounds per precision and protocol")
+    parser.add_argument("--repeats", type=int, default=8, help="timed rounds per precision")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both")
+    parser.add_argument("--precision", choices=(*PRECISIONS, "all"), default="all")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "unet_step.txt")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile on our fast path (slow)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # diffusers warns on `.to(torch.bfloat16)` of a model built from a config; the conversion is what we want.
+    diffusers_logging.set_verbosity_error()
     load_before = os.getloadavg()
     started = time.perf_counter()
 
@@ -270,6 +288,7 @@ def main() -> None:
     parameters = sum(parameter.numel() for parameter in ours.parameters())
     flops = count_flops(reference, ours, inputs)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks["bf16-weights"] = peaks["bf16"]
 
     lines = [
         f"bench_unet_step.py — {time.strftime('%Y-%m-%d %H:%M')}",
@@ -286,30 +305,45 @@ def main() -> None:
         f"  diffusers: {flops['diffusers'] / 1e9:.1f} GFLOPs counted by default (convolutions and linear layers; "
         f"the CPU attention kernel is not counted), {flops['diffusers with attention'] / 1e9:.1f} GFLOPs with the "
         "attention products",
-        f"  ours+cache+shared: {flops['ours+cache+shared'] / 1e9:.1f} / "
-        f"{flops['ours+cache+shared with attention'] / 1e9:.1f} GFLOPs (context projections done once per run, "
-        "shared layers once per step)",
-        f"matmul peak (4096^3, best of 10): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} "
-        "GFLOP/s; GFLOP/s and % peak below use the diffusers FLOPs with attention for every call (same work)",
+        f"  ours+cache: {flops['ours+cache'] / 1e9:.1f} / {flops['ours+cache with attention'] / 1e9:.1f} GFLOPs "
+        "(context keys/values projected once per run, outside the step); ours+cache+shared: "
+        f"{flops['ours+cache+shared'] / 1e9:.1f} / {flops['ours+cache+shared with attention'] / 1e9:.1f} GFLOPs "
+        "(and the layers before the first cross-attention run on one row)",
+        f"matmul peak (2048^3 and 4096^3, best of 10 each): fp32 {peaks['fp32'][0] / 1e9:.0f} GFLOP/s wall, "
+        f"{peaks['fp32'][1] / 1e9:.0f} per CPU second; bf16 {peaks['bf16'][0] / 1e9:.0f} GFLOP/s wall, "
+        f"{peaks['bf16'][1] / 1e9:.0f} per CPU second",
+        "GFLOP/s = diffusers' FLOPs with attention (the same work for every call) / median wall time; % peak = those "
+        "FLOPs per median CPU second / the matmul's FLOPs per CPU second",
         "",
     ]
-    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
+    precisions = PRECISIONS if args.precision == "all" else (args.precision,)
     for precision in precisions:
-        dtype = torch.bfloat16 if precision == "bf16" else None
-        protocols = ("step", "run") if precision == "bf16" else ("step",)
-        for protocol in protocols:
-            # Parameters keep requires_grad=True (as built): autocast's cache only keeps casts of such tensors.
-            calls = step_calls(reference, ours, inputs, dtype)
-            walls, cpus, outputs = time_alternated(calls, dtype, protocol, args.repeats, args.warmup)
-            label = f"{precision}, protocol '{protocol}', {args.repeats} rounds (median; x = diffusers / ours)"
-            lines += report_precision(
-                label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision]
-            )
-            lines.append("")
+        dtype = None if precision == "fp32" else torch.bfloat16
+        if precision == "bf16-weights":
+            reference.to(torch.bfloat16)
+            ours.to(torch.bfloat16)
+        with contextlib.ExitStack() as stack:
+            ours_cast = None
+            if precision == "bf16":
+                ours_cast = copy.deepcopy(ours)
+                stack.enter_context(weights_held_in(ours_cast, torch.bfloat16))
+            calls = step_calls(reference, ours, inputs, dtype, ours_cast)
+            walls, cpus, outputs = time_alternated(calls, dtype, args.repeats, args.warmup)
+        del ours_cast
+        label = f"{precision}, {args.repeats} rounds (medians; x = diffusers / ours, median of the per-round ratios)"
+        lines += report_precision(
+            label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision][1]
+        )
+        if "ours+...+cast-once" in outputs:
+            difference = (outputs["ours+...+cast-once"] - outputs["ours+cache+shared"]).abs().max().item()
+            lines.append(f"  ours+...+cast-once vs ours+cache+shared (autocast's casts): max|diff| {difference:.1e}")
+        lines.append("")
     if args.compile:
         for precision in precisions:
+            if precision == "bf16-weights":
+                continue
             lines.append(f"{precision}:")
-            lines += compile_trial(ours, inputs, torch.bfloat16 if precision == "bf16" else None, args.repeats)
+            lines += compile_trial(ours, inputs, None if precision == "fp32" else torch.bfloat16, args.repeats)
         lines.append("")
     load_after = os.getloadavg()
     lines.append(

@@ -22,6 +22,8 @@ from diffusers import (
 )
 from torch import nn
 
+from modules.transformer import PrecomputedContexts
+
 SCHEDULERS = {
     "ddim": DDIMScheduler,
     "ddpm": DDPMScheduler,
@@ -136,16 +138,18 @@ class Denoiser(nn.Module):
         self,
         latents: torch.Tensor,
         timestep: torch.Tensor,
-        contexts: Sequence[torch.Tensor],
+        contexts: Sequence[torch.Tensor] | PrecomputedContexts,
         context_masks: Sequence[torch.Tensor | None] | None,
         guidance_scale: float,
     ) -> torch.Tensor:
         """Classifier-free guidance (Ho & Salimans 2022) as one batched UNet call.
 
-        With guidance, contexts hold 2B rows in the order [negative/unconditional, positive]; latents (B,C,H,W).
+        With guidance, contexts hold 2B rows in the order [negative/unconditional, positive]; latents (B,C,H,W)
+        are passed once: the UNet shares each latent row between its two context rows and runs the layers before
+        the first cross-attention on B rows only (see ``AudioLDMUNet.forward``). ``contexts`` may also be the
+        UNet's ``precompute_context`` of the 2B rows (``context_masks`` None).
         """
         if guidance_scale <= 1.0:
             return self.unet(latents, timestep, contexts, context_masks)
-        doubled = torch.cat([latents, latents])
-        negative, positive = self.unet(doubled, timestep, contexts, context_masks).chunk(2)
+        negative, positive = self.unet(latents, timestep, contexts, context_masks).chunk(2)
         return negative + guidance_scale * (positive - negative)

@@ -1,12 +1,41 @@
 """The sampling loop shared by AudioLDM and AudioLDM 2: a diffusers scheduler driving our guided denoiser."""
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from models.tta.audioldm.diffusion import Denoiser
+
+# Layers whose weights autocast casts to the low precision at every call (torch's autocast op lists).
+_AUTOCAST_CAST_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear)
+
+
+@contextmanager
+def weights_held_in(module: nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """Hold the float32 weights and biases of ``module``'s convolutions and linear layers in ``dtype`` meanwhile.
+
+    Autocast casts every such weight to its low precision at every call; its cast cache never applies to frozen
+    weights, so a sampling run would re-read the float32 weights and write the casts at every step (a quarter of
+    a bf16 CPU step at full size). Casting them once gives bitwise the same outputs under autocast to ``dtype``:
+    the ops see the same bf16/fp16 values, and norms and other fp32 ops keep their fp32 parameters. Costs one
+    extra copy of those weights in ``dtype`` while active; the original parameters are put back on exit.
+    """
+    originals = []
+    try:
+        for layer in module.modules():
+            if isinstance(layer, _AUTOCAST_CAST_LAYERS):
+                for name, parameter in list(layer.named_parameters(recurse=False)):
+                    if parameter.dtype == torch.float32:
+                        originals.append((layer, name, parameter))
+                        setattr(layer, name, nn.Parameter(parameter.detach().to(dtype), requires_grad=False))
+        yield
+    finally:
+        for layer, name, parameter in originals:
+            setattr(layer, name, parameter)
 
 
 @torch.no_grad()
@@ -22,6 +51,7 @@ def sample_latents(
     generator: torch.Generator | None = None,
     latents: torch.Tensor | None = None,
     autocast_dtype: torch.dtype | None = None,
+    cast_weights_once: bool = True,
     show_progress: bool = True,
 ) -> torch.Tensor:
     """Denoise Gaussian latents of `shape` (B, C, H, W) into scaled clean latents (B, C, H, W), float32.
@@ -29,6 +59,9 @@ def sample_latents(
     `contexts` carry 2B rows ([negative, positive]) when guidance_scale > 1, else B rows. The initial noise is
     drawn with `generator` on the CPU (so a seed gives the same audio on any device) unless `latents` is given.
     `autocast_dtype` (e.g. torch.bfloat16) runs the UNet under autocast; the scheduler arithmetic stays fp32.
+    With autocast, `cast_weights_once` holds the UNet's conv/linear weights in `autocast_dtype` for the run
+    (`weights_held_in`: same outputs, no per-step weight casts). The cross-attention keys and values of the
+    contexts are projected once per run (`AudioLDMUNet.precompute_context`), not at every step.
     """
     device = next(denoiser.parameters()).device
     scheduler.set_timesteps(num_inference_steps, device=device)
@@ -42,9 +75,14 @@ def sample_latents(
     if "eta" in step_parameters:
         step_kwargs["eta"] = 0.0
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    for timestep in tqdm(scheduler.timesteps, desc="sampling", disable=not show_progress, leave=False):
-        model_input = scheduler.scale_model_input(latents, timestep)
-        with autocast:
-            prediction = denoiser.guided_prediction(model_input, timestep, contexts, context_masks, guidance_scale)
-        latents = scheduler.step(prediction.float(), timestep, latents, **step_kwargs).prev_sample
+    cast_once = autocast_dtype is not None and cast_weights_once
+    with weights_held_in(denoiser.unet, autocast_dtype) if cast_once else nullcontext():
+        if denoiser.unet.context_dims:
+            with autocast:
+                contexts, context_masks = denoiser.unet.precompute_context(contexts, context_masks), None
+        for timestep in tqdm(scheduler.timesteps, desc="sampling", disable=not show_progress, leave=False):
+            model_input = scheduler.scale_model_input(latents, timestep)
+            with autocast:
+                prediction = denoiser.guided_prediction(model_input, timestep, contexts, context_masks, guidance_scale)
+            latents = scheduler.step(prediction.float(), timestep, latents, **step_kwargs).prev_sample
     return latents

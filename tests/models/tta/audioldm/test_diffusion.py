@@ -84,3 +84,99 @@ def test_every_scheduler_samples_reproducibly(name):
 def test_unknown_scheduler_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown scheduler 'dpm'; choose one of"):
         build_scheduler("dpm", NoiseScheduleConfig())
+
+
+def two_stream_denoiser():
+    torch.manual_seed(0)
+    unet = AudioLDMUNet(
+        in_channels=4, out_channels=4, block_out_channels=(16, 32), attention_blocks=(False, True),
+        cross_attention_dims=(None, 6, 12), layers_per_block=1, num_attention_heads=2, norm_groups=8,
+    )
+    return Denoiser(unet=unet.eval(), schedule=NoiseScheduleConfig()).requires_grad_(False)
+
+
+def plain_sampling(denoiser, scheduler, latents, contexts, masks, guidance_scale, steps, autocast_dtype=None):
+    """The loop without fast paths: raw contexts and masks at every step, the latent doubled for guidance."""
+    scheduler.set_timesteps(steps)
+    latents = latents * scheduler.init_noise_sigma
+    for timestep in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(latents, timestep)
+        with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            output = denoiser.unet(torch.cat([model_input, model_input]), timestep, contexts, masks)
+        negative, positive = output.float().chunk(2)
+        prediction = negative + guidance_scale * (positive - negative)
+        latents = scheduler.step(prediction, timestep, latents).prev_sample
+    return latents
+
+
+def guided_inputs():
+    torch.manual_seed(1)
+    latents = torch.randn(2, 4, 8, 4)
+    contexts = [torch.randn(4, 3, 6), torch.randn(4, 5, 12)]
+    t5_mask = torch.ones(4, 5, dtype=torch.bool)
+    t5_mask[:2, 2:] = False
+    return latents, contexts, [None, t5_mask]
+
+
+def test_fast_sampling_equals_the_plain_loop_in_fp32():
+    denoiser = two_stream_denoiser()
+    latents, contexts, masks = guided_inputs()
+    fast = sample_latents(
+        denoiser, build_scheduler("ddim", NoiseScheduleConfig()), shape=tuple(latents.shape), contexts=contexts,
+        context_masks=masks, guidance_scale=3.5, num_inference_steps=5, latents=latents, show_progress=False,
+    )
+    plain = plain_sampling(denoiser, build_scheduler("ddim", NoiseScheduleConfig()), latents, contexts, masks, 3.5, 5)
+    # The random UNet's latents grow to ~30: compare relative to their size (fp32 rounding is ~4e-6 there).
+    assert (fast - plain).abs().max() < 1e-5 * plain.abs().max()
+    assert (fast - latents).abs().max() > 0.1
+
+
+def test_guided_prediction_with_shared_latent_and_precomputed_contexts_equals_doubled_call():
+    denoiser = two_stream_denoiser()
+    latents, contexts, masks = guided_inputs()
+    timestep = torch.tensor(500)
+    with torch.no_grad():
+        negative, positive = denoiser.unet(torch.cat([latents, latents]), timestep, contexts, masks).chunk(2)
+        fast = denoiser.guided_prediction(
+            latents, timestep, denoiser.unet.precompute_context(contexts, masks), None, 3.5
+        )
+    expected = negative + 3.5 * (positive - negative)
+    assert (fast - expected).abs().max() < 1e-5
+    assert expected.abs().max() > 0.1
+
+
+def test_weights_cast_once_give_the_autocast_outputs_and_are_restored():
+    denoiser = two_stream_denoiser()
+    latents, contexts, masks = guided_inputs()
+    parameters = list(denoiser.parameters())
+
+    def run(cast_weights_once):
+        return sample_latents(
+            denoiser, build_scheduler("dpmsolver++", NoiseScheduleConfig()), shape=tuple(latents.shape),
+            contexts=contexts, context_masks=masks, guidance_scale=3.5, num_inference_steps=4, latents=latents,
+            autocast_dtype=torch.bfloat16, cast_weights_once=cast_weights_once, show_progress=False,
+        )
+
+    cast_once, cast_per_step = run(True), run(False)
+    assert torch.equal(cast_once, cast_per_step)
+    plain = plain_sampling(
+        denoiser, build_scheduler("dpmsolver++", NoiseScheduleConfig()), latents, contexts, masks, 3.5, 4,
+        autocast_dtype=torch.bfloat16,
+    )
+    assert (cast_once - plain).abs().max() < 0.02 * plain.abs().max()
+    assert all(a is b for a, b in zip(parameters, denoiser.parameters(), strict=True))
+    assert all(parameter.dtype == torch.float32 for parameter in denoiser.parameters())
+
+
+def test_weights_are_restored_when_sampling_fails():
+    denoiser = two_stream_denoiser()
+    latents, contexts, masks = guided_inputs()
+    parameters = list(denoiser.parameters())
+    with pytest.raises(ValueError, match="context"):
+        sample_latents(
+            denoiser, build_scheduler("ddim", NoiseScheduleConfig()), shape=tuple(latents.shape),
+            contexts=contexts[:1], context_masks=None, guidance_scale=3.5, num_inference_steps=2, latents=latents,
+            autocast_dtype=torch.bfloat16, show_progress=False,
+        )
+    assert all(a is b for a, b in zip(parameters, denoiser.parameters(), strict=True))
+    assert all(parameter.dtype == torch.float32 for parameter in denoiser.parameters())
