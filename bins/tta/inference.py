@@ -35,8 +35,8 @@ from models.tta.autoencoderkl.loading import resolve_checkpoint  # noqa: E402
 from utils.checkpoint import CheckpointError, read_checkpoint_meta  # noqa: E402
 from utils.config import ConfigError, validate  # noqa: E402
 from utils.outputs import check_generation_args, read_prompts, save_generation  # noqa: E402
+from utils.precision import AUTOCAST_DTYPES, PRECISION_CHOICES, resolve_precision  # noqa: E402
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # What --ranker auto ranks with (relative to the working directory, the repository root under the egs scripts).
 BUILTIN_RANKER = DEFAULT_TEXT_AUDIO
 
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocoder", default=None, help='"griffin_lim", a HiFi-GAN checkpoint/experiment folder, ...')
     parser.add_argument("--output_dir", default="generated", help="where the wav/png/json files go")
     parser.add_argument("--batch_size", type=int, default=1, help="clips sampled at a time")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="UNet autocast dtype")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="UNet autocast dtype (auto: bf16 on CPUs with AMX-BF16 and bf16 GPUs, else fp32)")
     parser.add_argument("--device", default="cpu")
     return parser
 
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prompts, checkpoint, experiment, settings, ranker = _check(args)
         scorer = _load_scorer(ranker, experiment.preprocess.mel.sample_rate)
+        precision = resolve_precision(args.precision, args.device)
         pipeline = AudioLDMPipeline.from_checkpoint(checkpoint, vocoder=args.vocoder, device=args.device)
     except (ValueError, CheckpointError) as error:
         print(f"inference: error: {error}", file=sys.stderr)
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         num_waveforms_per_prompt=args.num_waveforms_per_prompt,
         seed=args.seed,
         batch_size=args.batch_size,
-        autocast_dtype=PRECISIONS[args.precision],
+        autocast_dtype=AUTOCAST_DTYPES[precision],
         scorer=scorer,
         **settings,
     )
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_waveforms_per_prompt": args.num_waveforms_per_prompt,
         "seed": output.seed,
         "batch_size": args.batch_size,
-        "precision": args.precision,
+        "precision": precision,
         "checkpoint": str(checkpoint.resolve()),
         "vocoder": args.vocoder or experiment.vocoder,
         "sample_rate": sample_rate,

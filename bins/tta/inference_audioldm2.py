@@ -31,8 +31,8 @@ from models.tta.audioldm2.loading import load_audioldm2_pipeline  # noqa: E402
 from models.tta.audioldm2.pipeline import AudioLDM2Pipeline  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
 from utils.outputs import check_generation_args, read_prompts, save_generation  # noqa: E402
+from utils.precision import AUTOCAST_DTYPES, PRECISION_CHOICES, resolve_precision  # noqa: E402
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 MAX_AUDIO_LENGTH_IN_S = 60.0
 
 
@@ -54,17 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text_file", default=None, help="a file with one prompt per line")
     parser.add_argument("--negative_prompt", default="", help='what to steer away from (default "": unconditional)')
     parser.add_argument("--guidance_scale", type=float, default=3.5, help="classifier-free guidance; <= 1 is off")
-    parser.add_argument("--num_inference_steps", type=int, default=200)
+    parser.add_argument("--num_inference_steps", type=int, default=25,
+                        help="sampler steps (default 25: with DPM-Solver++ as close to 200 DDIM steps as 50 UniPC "
+                        "steps, benchmarks/results/end_to_end.txt; the reference pipeline's default is DDIM 200)")
     parser.add_argument("--audio_length_in_s", type=float, default=10.24, help="seconds of audio per clip")
     parser.add_argument("--allow_long_audio", action="store_true", help=f"allow more than {MAX_AUDIO_LENGTH_IN_S} s")
     parser.add_argument("--num_waveforms_per_prompt", type=int, default=1, help="candidates per prompt, CLAP-ranked")
     parser.add_argument("--seed", type=int, default=None, help="makes generation reproducible (default: random)")
     parser.add_argument(
-        "--scheduler", default=None, help=f"one of {', '.join(SCHEDULERS)} (default: the checkpoint's own, DDIM)"
+        "--scheduler", default="dpmsolver++",
+        help=f"one of {', '.join(SCHEDULERS)}, or 'checkpoint' for the checkpoint's own (DDIM) (default: dpmsolver++)"
     )
     parser.add_argument("--output_dir", default="generated", help="where the wav/png/json files go")
     parser.add_argument("--batch_size", type=int, default=1, help="prompts sampled at a time (each with K clips)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="UNet autocast dtype")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                        help="UNet autocast dtype (auto: bf16 on CPUs with AMX-BF16 and bf16 GPUs, else fp32)")
     parser.add_argument("--device", default="cpu")
     return parser
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> list[str]:
     """All argument checks that need no model: raises ValueError naming the flag."""
     prompts = read_prompts(args.text, args.text_file)
-    if args.scheduler is not None and args.scheduler not in SCHEDULERS:
+    if args.scheduler != "checkpoint" and args.scheduler not in SCHEDULERS:
         raise ValueError(f"--scheduler: unknown {args.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     check_generation_args(
         audio_length_in_s=args.audio_length_in_s,
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("always", UserWarning)
     try:
         prompts = _check(args)
+        precision = resolve_precision(args.precision, args.device)
         pipeline = _load(args)
     except ValueError as error:
         print(f"inference_audioldm2: error: {error}", file=sys.stderr)
@@ -124,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         audio_length_in_s=args.audio_length_in_s,
         num_waveforms_per_prompt=args.num_waveforms_per_prompt,
         generator=torch.Generator().manual_seed(seed),
-        scheduler=args.scheduler,
+        scheduler=None if args.scheduler == "checkpoint" else args.scheduler,
         batch_size=args.batch_size,
-        autocast_dtype=PRECISIONS[args.precision],
+        autocast_dtype=AUTOCAST_DTYPES[precision],
         show_progress=True,
     )
     record = {
@@ -138,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         "mel_frames": pipeline.mel_frames(args.audio_length_in_s),
         "num_waveforms_per_prompt": args.num_waveforms_per_prompt,
         "seed": seed,
-        "scheduler": args.scheduler or pipeline.scheduler_config["_class_name"],
+        "scheduler": pipeline.scheduler_config["_class_name"] if args.scheduler == "checkpoint" else args.scheduler,
         "batch_size": args.batch_size,
-        "precision": args.precision,
+        "precision": precision,
         "model_dir": str(Path(args.model_dir).resolve()),
         "sample_rate": pipeline.sampling_rate,
     }

@@ -38,15 +38,17 @@ def test_writes_ranked_candidates_for_every_prompt(tiny_audioldm2_folder, tmp_pa
         assert [record["candidate"] for record in records] == [0, 1]
         assert sorted(record["generation_index"] for record in records) == [0, 1]
         assert records[0]["clap_score"] >= records[1]["clap_score"]
-        assert records[0]["seed"] == 5 and records[0]["mel_frames"] == 32 and records[0]["scheduler"] == "DDIMScheduler"
+        assert records[0]["seed"] == 5 and records[0]["mel_frames"] == 32 and records[0]["scheduler"] == "dpmsolver++"
         audio, sample_rate = soundfile.read(output_dir / f"{prompt_stem}_0.wav")
         assert sample_rate == 16000 and audio.shape == (5120,)
 
 
 def test_output_is_the_pipeline_output_and_is_never_overwritten(tiny_audioldm2_folder, tmp_path, capsys) -> None:
     output_dir = tmp_path / "out"
+    # The checkpoint's own sampler (DDIM) in fp32: what the pipeline does by default.
     argv = ["--model_dir", str(tiny_audioldm2_folder), "--text", "a dog barks", "--seed", "7",
-            "--negative_prompt", "low quality", "--output_dir", str(output_dir), *FAST]
+            "--negative_prompt", "low quality", "--output_dir", str(output_dir), "--scheduler", "checkpoint",
+            "--precision", "fp32", *FAST]
     assert main(argv) == 0
     assert main(argv) == 0
     assert (output_dir / "a_dog_barks.wav").is_file() and (output_dir / "a_dog_barks_1.wav").is_file()
@@ -59,6 +61,8 @@ def test_output_is_the_pipeline_output_and_is_never_overwritten(tiny_audioldm2_f
         generator=torch.Generator().manual_seed(7),
     ).waveforms[0, 0]
     assert (torch.from_numpy(first) - expected).abs().max().item() <= 1.0 / 16384  # 16-bit PCM rounding
+    record = json.loads((output_dir / "a_dog_barks.json").read_text())
+    assert (record["scheduler"], record["precision"]) == ("DDIMScheduler", "fp32")
 
 
 @pytest.mark.parametrize(

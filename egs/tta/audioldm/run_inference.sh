@@ -5,7 +5,7 @@
 #       [--checkpoint DIR] [--text_file FILE] [--negative_prompt TEXT] [--guidance_scale G]
 #       [--num_inference_steps N] [--audio_length_in_s S] [--num_waveforms_per_prompt K] [--seed N]
 #       [--scheduler ddim|ddpm|pndm|dpmsolver++|unipc|euler] [--vocoder SPEC] [--output_dir DIR]
-#       [--batch_size N] [--precision fp32|bf16] [--device cpu|cuda] [--allow_long_audio]
+#       [--batch_size N] [--precision auto|fp32|bf16] [--device cpu|cuda] [--allow_long_audio]
 #       [--ranker none|auto|ours:DIR|clap:DIR]
 #
 # --ranker orders each prompt's candidates best first (files <stem>_0 ... <stem>_<K-1>, score and rank in their

@@ -4,8 +4,8 @@
 #   sh egs/tta/audioldm2/run_inference.sh --model_dir DIR --text "a dog barks" [--text "rain on a roof" ...]
 #       [--text_file FILE] [--negative_prompt TEXT] [--guidance_scale G] [--num_inference_steps N]
 #       [--audio_length_in_s S] [--num_waveforms_per_prompt K] [--seed N]
-#       [--scheduler ddim|ddpm|pndm|dpmsolver++|unipc|euler] [--output_dir DIR] [--batch_size N]
-#       [--precision fp32|bf16] [--device cpu|cuda] [--allow_long_audio] [--text_model_dir DIR]
+#       [--scheduler dpmsolver++|unipc|ddim|ddpm|pndm|euler|checkpoint] [--output_dir DIR] [--batch_size N]
+#       [--precision auto|fp32|bf16] [--device cpu|cuda] [--allow_long_audio] [--text_model_dir DIR]
 #
 # --model_dir is a folder the user downloaded (cvssp/audioldm2, cvssp/audioldm2-large or cvssp/audioldm2-music), a
 # checkpoint written by bins/tta/convert_audioldm2.py, or a fine-tuning experiment folder of run_train.sh (its newest
