@@ -15,69 +15,8 @@
 # Set PYTHON to choose the interpreter (default python3).
 set -eu
 
-usage() {
-    echo "usage: sh $0 [--config FILE] [--resume] [--set key=value ...]" >&2
-    exit 2
-}
-
-if [ ! -f bins/tta/train_tta.py ]; then
-    echo "$0: run this from the repository root" >&2
-    exit 2
-fi
-
-python=${PYTHON:-python3}
 config=$(dirname "$0")/exp_config.json
-resume=""
-
-# Consume the arguments from the front; the --set pairs are re-appended at the back, so afterwards "$@" holds
-# exactly them, with their quoting intact (POSIX sh has no arrays).
-remaining=$#
-while [ "$remaining" -gt 0 ]; do
-    argument=$1
-    shift
-    remaining=$((remaining - 1))
-    case $argument in
-        --config)
-            [ "$remaining" -gt 0 ] || usage
-            config=$1
-            shift
-            remaining=$((remaining - 1))
-            ;;
-        --config=*) config=${argument#--config=} ;;
-        --resume) resume="--resume" ;;
-        --set)
-            [ "$remaining" -gt 0 ] || usage
-            set -- "$@" --set "$1"
-            shift
-            remaining=$((remaining - 1))
-            ;;
-        --set=*) set -- "$@" --set "${argument#--set=}" ;;
-        -h | --help) usage ;;
-        *)
-            echo "$0: unknown argument '$argument'" >&2
-            usage
-            ;;
-    esac
-done
-
-if [ ! -f "$config" ]; then
-    echo "$0: config file '$config' not found" >&2
-    exit 2
-fi
-
-# Preprocessing takes only preprocess.* overrides: pick them out of the --set pairs.
-preprocess() {
-    pairs=$#
-    while [ "$pairs" -gt 0 ]; do
-        value=$2
-        shift 2
-        pairs=$((pairs - 2))
-        case $value in
-            preprocess.*) set -- "$@" --set "$value" ;;
-        esac
-    done
-    "$python" bins/tta/preprocess.py --config "$config" "$@"
-}
+. "$(dirname "$0")/../train_args.sh"
 
 echo "== 1/3 preprocess ($config)"
 preprocess "$@"
