@@ -40,6 +40,7 @@ from evaluation.metrics.distribution import (
 from evaluation.ranking import JointEmbedding
 from evaluation.report import markdown_report, write_text_atomic
 from models.tta.audio_classifier.labels import chance_accuracy, decode_attributes
+from preprocessors.builtin import is_held_out
 from utils.audio import MelConfig
 from utils.checkpoint import write_json_atomic
 
@@ -175,7 +176,10 @@ def _distribution_metrics(
 def _adherence(
     clips: Sequence[PairedClip], features: Mapping[str, ClipFeatures], classifier: str | None
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """({"adherence", "adherence_classifier", "adherence_signal", "adherence_by_family"}, per-clip labels)."""
+    """({"adherence", "adherence_classifier", "adherence_signal", "adherence_by_family",
+    "adherence_by_combination"}, per-clip labels). For built-in data, "adherence_by_combination" repeats
+    "adherence" and its family means for the clips whose prompt is a combination seen in training ("seen") and a
+    held-out one ("held_out"); it is empty for other data."""
     records, by_classifier, by_signal, combined, per_clip = [], {}, {}, {}, []
     for clip in clips:
         if not clip.references:
@@ -201,11 +205,24 @@ def _adherence(
         "adherence_classifier": attribute_accuracy(records, by_classifier) if classifier else {},
         "adherence_signal": attribute_accuracy(records, by_signal),
     }
-    by_family: dict[str, list[float]] = {}
-    for key, accuracy in results["adherence"].items():
-        by_family.setdefault(key.split("/")[0], []).append(accuracy)
-    results["adherence_by_family"] = {family: float(np.mean(values)) for family, values in by_family.items()}
+    results["adherence_by_family"] = _family_means(results["adherence"])
+    results["adherence_by_combination"] = {}
+    for subset, held_out in (("seen", False), ("held_out", True)):
+        members = [record for record in records if is_held_out(record["Family"], record["Attributes"]) is held_out]
+        if members:
+            accuracy = attribute_accuracy(members, combined)
+            results["adherence_by_combination"][subset] = {
+                "num_clips": len(members), "adherence": accuracy, "adherence_by_family": _family_means(accuracy),
+            }
     return results, per_clip
+
+
+def _family_means(accuracy: Mapping[str, float]) -> dict[str, float]:
+    """Mean accuracy per family of {"<family>/<attribute>": accuracy}."""
+    by_family: dict[str, list[float]] = {}
+    for key, value in accuracy.items():
+        by_family.setdefault(key.split("/")[0], []).append(value)
+    return {family: float(np.mean(values)) for family, values in by_family.items()}
 
 
 def _text_audio(clips: Sequence[PairedClip], features: Mapping[str, ClipFeatures],

@@ -36,7 +36,8 @@ def _backbone_columns(results: Sequence[dict[str, Any]]) -> list[tuple[str, str,
 
 
 def markdown_report(results: Sequence[dict[str, Any]]) -> str:
-    """Two Markdown tables: set metrics and adherence per family, then adherence per attribute with a chance row
+    """Markdown tables: set metrics and adherence per family; adherence per attribute with a chance row; for
+    built-in data with both kinds of prompts, adherence per attribute on seen and on held-out combinations
     (FD/FAD/KL lower is better; IS, text–audio score and adherence higher is better)."""
     columns = _backbone_columns(results)
     families = _ordered([family for result in results for family in result["adherence_by_family"]])
@@ -62,6 +63,7 @@ def markdown_report(results: Sequence[dict[str, Any]]) -> str:
             lines.append(f"| {result['name']} | " + " | ".join(cells) + " |")
         chance = results[0]["chance"]
         lines.append("| chance | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
+        lines += _combination_table(results, attributes, chance)
     lines += [
         "",
         "FD, FAD (Fréchet distances to the reference clips' embeddings) and KL (paired, reference vs clip class "
@@ -70,6 +72,24 @@ def markdown_report(results: Sequence[dict[str, Any]]) -> str:
         "loudness and length; the evaluation classifier otherwise): higher is better.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _combination_table(results: Sequence[dict[str, Any]], attributes: Sequence[str],
+                       chance: dict[str, float]) -> list[str]:
+    """Adherence per attribute for prompts of combinations seen in training and of held-out ones (built-in data),
+    when the results hold both kinds; no lines otherwise."""
+    rows = [(result, subset, entry) for result in results
+            for subset, entry in (result.get("adherence_by_combination") or {}).items()]
+    if len({subset for _, subset, _ in rows}) < 2:
+        return []
+    lines = ["", "Seen combinations: attribute combinations that occur in training (new clips and captions); held out: "
+             "combinations never trained on.", "", "| Clips | Combinations | N | " + " | ".join(attributes) + " |", "|" + "---|" * (len(attributes) + 3)]
+    for result, subset, entry in rows:
+        cells = (_number(entry["adherence"].get(key), ".1%") for key in attributes)
+        label = "held out" if subset == "held_out" else subset
+        lines.append(f"| {result['name']} | {label} | {entry['num_clips']} | " + " | ".join(cells) + " |")
+    lines.append("| chance | | | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
+    return lines
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

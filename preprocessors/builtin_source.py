@@ -9,7 +9,7 @@ folder built with other rendering settings. The settings of the last completed b
 import json
 from pathlib import Path
 
-from preprocessors.builtin import FAMILIES, build_builtin_dataset
+from preprocessors.builtin import FAMILIES, SPLIT_RULE, build_builtin_dataset
 from preprocessors.common import SourceListing
 from preprocessors.config import PreprocessConfig
 from preprocessors.folder import read_captioned_folder
@@ -46,6 +46,7 @@ def read_builtin(config: PreprocessConfig, *, show_progress: bool = False) -> So
         "families": list(builtin_families(config)),
         "valid_fraction": config.valid_fraction,
         "test_fraction": config.test_fraction,
+        "split_rule": SPLIT_RULE,
     }
     captions_path = raw_dir / CAPTIONS_FILE
     settings_path = raw_dir / BUILD_SETTINGS_FILE

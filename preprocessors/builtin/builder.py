@@ -34,6 +34,15 @@ CAPTIONS_PER_CLIP = 3
 MIN_PEAK = 1e-3
 HELD_OUT = {"sfx": sfx.HELD_OUT, "animals": animals.HELD_OUT, "music": music.HELD_OUT}
 IS_HELD_OUT = {"sfx": sfx.is_held_out, "animals": animals.is_held_out, "music": music.is_held_out}
+# Version of `assign_splits`' rule, recorded with a build so that data split by an older rule is split anew.
+SPLIT_RULE = 2
+
+
+def is_held_out(family: str, attributes: dict | None) -> bool | None:
+    """Whether a built-in clip of `family` with `attributes` is a held-out combination; None for other data."""
+    if family not in IS_HELD_OUT or not attributes:
+        return None
+    return IS_HELD_OUT[family](attributes)
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,10 @@ def _split_size(fraction: float, num_clips: int) -> int:
 
 
 def assign_splits(plans: list[ClipPlan], *, seed: int, valid_fraction: float, test_fraction: float) -> list[str]:
-    """Split of every clip: held-out combinations go to test; valid and the rest of test are drawn at random,
-    balanced across families (shuffled within each family, then interleaved), to the given fractions."""
+    """Split of every clip: held-out combinations go to test; `valid_fraction` and `test_fraction` of all clips
+    are then drawn at random from the others into valid and test, balanced across families (shuffled within each
+    family, then interleaved). The test split thus holds seen combinations (new clips) besides the held-out ones,
+    so text following can be measured on both."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     splits = ["train"] * len(plans)
     held = [plan.index for plan in plans if IS_HELD_OUT[plan.family](plan.attributes)]
@@ -135,7 +146,7 @@ def assign_splits(plans: list[ClipPlan], *, seed: int, valid_fraction: float, te
     shuffled = [[members[i] for i in rng.permutation(len(members))] for members in by_family.values()]
     interleaved = [members[rank] for rank in range(len(plans)) for members in shuffled if rank < len(members)]
     num_valid = _split_size(valid_fraction, len(plans))
-    num_test = max(0, _split_size(test_fraction, len(plans)) - len(held))
+    num_test = _split_size(test_fraction, len(plans))
     if num_valid + num_test >= len(interleaved):
         raise ValueError(
             f"num_clips={len(plans)} is too small for valid_fraction={valid_fraction} and "
@@ -205,6 +216,7 @@ def _info(plans, splits, *, render_settings, valid_fraction, test_fraction, fami
         "num_clips": len(plans),
         "valid_fraction": valid_fraction,
         "test_fraction": test_fraction,
+        "split_rule": SPLIT_RULE,
         "held_out": {family: list(HELD_OUT[family]) for family in families},
         "held_out_clips": held_counts,
         "split_counts": counts,

@@ -18,6 +18,7 @@ from evaluation.report import markdown_report
 from models.text_encoder import load_text_encoder
 from models.tta.audio_classifier.config import AudioClassifierExperiment, build_classifier
 from models.tta.text_audio.config import TextAudioExperiment, build_text_audio_model
+from preprocessors.builtin import is_held_out
 from tests.fixtures.builtin_clips import write_builtin_like_dataset
 from utils.audio import MelConfig
 from utils.checkpoint import save_inference_checkpoint
@@ -119,6 +120,13 @@ def test_real_clips_against_themselves(setup, models, tmp_path):
     assert results["adherence"]["music/tempo"] == results["adherence_classifier"]["music/tempo"]
     assert json.loads((tmp_path / "real.json").read_text())["num_clips"] == 18
     assert "| real | 18 |" in (tmp_path / "real.md").read_text()
+    # Adherence is also split by whether the prompt's combination was held out of training.
+    held_out = [record for record in setup["records"] if is_held_out(record["Family"], record["Attributes"])]
+    by_combination = results["adherence_by_combination"]
+    assert by_combination["held_out"]["num_clips"] == len(held_out) >= 1
+    assert by_combination["seen"]["num_clips"] == 18 - len(held_out)
+    assert {key.split("/")[0] for key in by_combination["held_out"]["adherence"]} == {r["Family"] for r in held_out}
+    assert f"| real | held out | {len(held_out)} |" in (tmp_path / "real.md").read_text()
 
 
 def test_generated_folder_with_problems_is_evaluated(setup, models, generated):
