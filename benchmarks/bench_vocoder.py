@@ -60,7 +60,7 @@ def _line(label: str, audio_seconds: float, wall: float, cpu: float) -> str:
 def bench_hifigan(name: str, mel: torch.Tensor, audio_seconds: float, repeats: int) -> list[str]:
     config: HifiGanExperiment = load_config(CONFIGS[name], HifiGanExperiment)
     torch.manual_seed(0)
-    generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=False)
+    generator = build_generator(config.model, mel=config.preprocess.mel, use_weight_norm=False)
     vocoder = TrimmedVocoder(generator, sample_rate=config.preprocess.mel.sample_rate).eval().requires_grad_(False)
     parameters = sum(p.numel() for p in vocoder.parameters()) / 1e6
     model = config.model

@@ -4,11 +4,11 @@
 
 - `"griffin_lim"`: the weightless fallback (`models.tta.griffin_lim`), so every stage has audio before a
   HiFi-GAN is trained;
-- a HiFi-GAN experiment folder of this repo (`<log_dir>/<exp_name>`, holding `checkpoints/`): its newest valid
-  checkpoint;
-- a checkpoint folder of this repo (`meta.json`; training or inference checkpoint): the generator is rebuilt from
-  the resolved config stored in the checkpoint, loaded with its EMA weights when it has them, and its weight
-  norm folded away;
+- a HiFi-GAN stage experiment folder of this repo (`<log_dir>/<exp_name>`, holding `checkpoints/`): its newest
+  valid checkpoint;
+- a checkpoint folder of this repo (`meta.json`; training or inference checkpoint): the generator (HiFi-GAN or
+  Vocos, per the stored `model.generator`) is rebuilt from the resolved config stored in the checkpoint, loaded
+  with its EMA weights when it has them, and HiFi-GAN's weight norm folded away;
 - a diffusers / transformers `vocoder/` folder (`config.json` + weights, e.g. AudioLDM 2's `SpeechT5HifiGan`),
   or the pipeline folder that contains it, loaded through the explicit key map.
 
@@ -27,6 +27,7 @@ from models.tta.griffin_lim import GriffinLimVocoder
 from models.tta.hifigan.config import GeneratorConfig, build_generator
 from models.tta.hifigan.key_map import load_diffusers_vocoder
 from models.tta.hifigan.model import HifiGanGenerator
+from models.tta.hifigan.vocos import VocosGenerator
 from utils.audio import MelConfig
 from utils.checkpoint import META_FILE, latest_valid_checkpoint, load_model_weights, read_checkpoint_meta
 from utils.config import validate
@@ -46,13 +47,14 @@ class VocoderSpecError(ValueError):
 
 
 class TrimmedVocoder(nn.Module):
-    """A HiFi-GAN generator whose waveform is cut to exactly frames × hop_length samples (the AudioLDM 2 kernels
-    produce a few more, see `HifiGanGenerator.num_samples`), so it lines up with the audio the mels came from.
+    """A generator whose waveform is cut to exactly frames × hop_length samples (the AudioLDM 2 HiFi-GAN kernels
+    produce a few more, see `HifiGanGenerator.num_samples`; Vocos already gives exactly that many), so it lines up
+    with the audio the mels came from.
 
     Shapes: log-mel (B, frames, n_mels) → waveform (B, frames × hop_length).
     """
 
-    def __init__(self, generator: HifiGanGenerator, *, sample_rate: int):
+    def __init__(self, generator: HifiGanGenerator | VocosGenerator, *, sample_rate: int):
         super().__init__()
         self.generator = generator
         self.sample_rate = sample_rate
@@ -114,9 +116,12 @@ def _load_checkpoint(checkpoint: Path, mel: MelConfig) -> TrimmedVocoder:
             f"{checkpoint}: the vocoder was trained on other mels (checkpoint vs requested: {', '.join(differences)})"
         )
     model_config = validate(GeneratorConfig, config["model"], root_source=f"{checkpoint / META_FILE} (model)")
-    generator = build_generator(model_config, n_mels=mel.n_mels, use_weight_norm=True)
+    generator = build_generator(
+        model_config, mel=mel, use_weight_norm=model_config.uses_weight_norm
+    )
     load_model_weights(checkpoint, GENERATOR_NAME, generator)
-    generator.remove_weight_norm()
+    if model_config.uses_weight_norm:
+        generator.remove_weight_norm()
     return TrimmedVocoder(generator, sample_rate=mel.sample_rate)
 
 

@@ -4,7 +4,8 @@
 #   sh egs/tta/hifigan/run_train.sh [--config FILE] [--resume] [--set key=value ...]
 #
 # Run from the repository root. --config defaults to exp_config.json next to this script (AudioLDM 2's vocoder
-# size, meant for a GPU; exp_config_debug.json trains a small vocoder on a CPU in 6-8 minutes on two cores); --set
+# size, meant for a GPU; exp_config_debug.json trains a small vocoder on a CPU in 6-8 minutes on two cores,
+# exp_config_vocos_cpu.json a small Vocos vocoder, better than Griffin-Lim, in about 4 minutes); --set
 # overrides any config value and is passed to every step (preprocess.* overrides also to preprocessing). The steps:
 #   1. bins/tta/preprocess.py    builds the dataset named in the config's preprocess section (resumable: clips
 #                                already processed are kept, so this is quick when the data exists);

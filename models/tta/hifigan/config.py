@@ -1,8 +1,10 @@
 """Config schema of the HiFi-GAN vocoder stage and the builders that turn its sections into models.
 
 `HifiGanExperiment` is the schema `bins/tta/train_tta.py` validates a config with `model_type: "HiFiGAN"`
-against (`HifiGanTrainer.config_schema`). The generator's input width is the mel front end's `n_mels` and its
-total upsampling must equal the front end's `hop_length`, so neither is repeated in the `model` section.
+against (`HifiGanTrainer.config_schema`). `model.generator` picks the generator the stage trains: "hifigan"
+(`HifiGanGenerator`, the default and AudioLDM 2's layout) or "vocos" (`VocosGenerator`, sized by `model.vocos`).
+The generator's input width is the mel front end's `n_mels` and its hop the front end's `hop_length` (HiFi-GAN's
+upsampling rates must multiply to it), so neither is repeated in the `model` section.
 """
 
 from dataclasses import dataclass, field
@@ -12,14 +14,40 @@ from models.base.trainer_config import TrainerConfig
 from models.tta.hifigan.discriminator import HifiGanDiscriminator
 from models.tta.hifigan.loss import LOSS_NAMES, STFT_LOSS_RESOLUTIONS
 from models.tta.hifigan.model import HifiGanGenerator
+from models.tta.hifigan.vocos import VocosGenerator
 from modules.discriminators.hifigan import MSD_GROUPS, MSD_KERNEL_SIZES
 from preprocessors.config import PreprocessConfig
+from utils.audio import MelConfig
 from utils.config import ConfigError
 
 
 @dataclass
+class VocosConfig:
+    """`VocosGenerator` sizes (used when `model.generator` is "vocos"); the defaults are the paper's backbone
+    (Siuzdak 2023) with an inverse STFT of n_fft = 4 × the AudioLDM hop of 160. `demodulated_phase` makes the head
+    predict phases relative to the bins' centre frequencies (`ISTFTHead`); `magnitude_prior` adds the
+    pseudo-inverse of the mel filters to its log-magnitudes (`VocosGenerator`)."""
+
+    dim: int = 512
+    intermediate_dim: int = 1536
+    num_layers: int = 8
+    n_fft: int = 640
+    demodulated_phase: bool = False
+    magnitude_prior: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.intermediate_dim, self.num_layers) < 1:
+            raise ValueError(
+                f"dim, intermediate_dim and num_layers must be >= 1, got {self.dim}, {self.intermediate_dim}, "
+                f"{self.num_layers}"
+            )
+
+
+@dataclass
 class GeneratorConfig:
-    """`HifiGanGenerator` sizes; the defaults are AudioLDM 2's vocoder (REFERENCE.md, ≈55.3 M parameters).
+    """The generator: `generator` names its kind. "hifigan" is sized by the
+    `upsample_*` / `resblock_*` / `leaky_relu_slope` keys, whose defaults are AudioLDM 2's vocoder (REFERENCE.md,
+    ≈55.3 M parameters); "vocos" by the `vocos` section, and ignores those keys.
 
     `normalize_input` standardises every mel bin with the training data's mean and standard deviation (measured
     by the trainer when a run starts, over `data.statistics_clips` training clips, and stored in the generator's
@@ -34,13 +62,22 @@ class GeneratorConfig:
     resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
     leaky_relu_slope: float = 0.1
     normalize_input: bool = False
+    generator: Literal["hifigan", "vocos"] = "hifigan"
+    vocos: VocosConfig = field(default_factory=VocosConfig)
 
     @property
-    def hop_length(self) -> int:
+    def upsampling(self) -> int:
+        """HiFi-GAN's total upsampling: the product of `upsample_rates`."""
         hop = 1
         for rate in self.upsample_rates:
             hop *= rate
         return hop
+
+    @property
+    def uses_weight_norm(self) -> bool:
+        """Whether the generator trains with weight-normalised convolutions (and checkpoints store them so):
+        HiFi-GAN does (Kong et al. 2020); Vocos normalises its activations with LayerNorm instead."""
+        return self.generator == "hifigan"
 
 
 @dataclass
@@ -139,10 +176,16 @@ class HifiGanExperiment:
         if not self.exp_name:
             raise ConfigError("exp_name: must not be empty")
         hop_length = self.preprocess.mel.hop_length
-        if self.model.hop_length != hop_length:
+        if self.model.generator == "hifigan" and self.model.upsampling != hop_length:
             raise ConfigError(
-                f"model.upsample_rates {self.model.upsample_rates} multiply to {self.model.hop_length}, but the "
+                f"model.upsample_rates {self.model.upsample_rates} multiply to {self.model.upsampling}, but the "
                 f"vocoder must upsample by preprocess.mel.hop_length = {hop_length}"
+            )
+        vocos_n_fft = self.model.vocos.n_fft
+        if self.model.generator == "vocos" and ((vocos_n_fft - hop_length) % 2 or vocos_n_fft < 2 * hop_length):
+            raise ConfigError(
+                f"model.vocos.n_fft: n_fft - preprocess.mel.hop_length must be even and n_fft at least "
+                f"2 × hop_length ({2 * hop_length}) for the inverse STFT to overlap, got {vocos_n_fft}"
             )
         segment_samples = self.data.segment_frames * hop_length
         if segment_samples < self.preprocess.mel.n_fft:
@@ -158,12 +201,37 @@ class HifiGanExperiment:
             )
 
 
-def build_generator(config: GeneratorConfig, *, n_mels: int, use_weight_norm: bool) -> HifiGanGenerator:
-    """The generator for a `model` section; `n_mels` is the front end's (preprocess.mel.n_mels). Training uses
-    weight norm; inference folds it away after loading. With `normalize_input` the `mean` / `scale` buffers start
-    as 0 / 1: the trainer measures them, a checkpoint restores them."""
+def build_generator(
+    config: GeneratorConfig, *, mel: MelConfig, use_weight_norm: bool
+) -> HifiGanGenerator | VocosGenerator:
+    """The generator for a `model` section and the mel front end `mel` (preprocess.mel: bins, hop, and for
+    Vocos' magnitude prior the mel filters). `use_weight_norm` is for HiFi-GAN only (see
+    `GeneratorConfig.uses_weight_norm`): training uses weight norm, inference folds it away after loading. With
+    `normalize_input` the `mean` / `scale` buffers start as 0 / 1: the trainer measures them, a checkpoint restores
+    them."""
+    if config.generator == "vocos":
+        if use_weight_norm:
+            raise ValueError("the Vocos generator has no weight norm (it normalises with LayerNorm)")
+        return VocosGenerator(
+            n_mels=mel.n_mels,
+            dim=config.vocos.dim,
+            intermediate_dim=config.vocos.intermediate_dim,
+            num_layers=config.vocos.num_layers,
+            n_fft=config.vocos.n_fft,
+            hop_length=mel.hop_length,
+            demodulated_phase=config.vocos.demodulated_phase,
+            magnitude_prior=config.vocos.magnitude_prior,
+            sample_rate=mel.sample_rate,
+            fmin=mel.fmin,
+            fmax=mel.fmax,
+            normalize_before=config.normalize_input,
+        )
+    if config.upsampling != mel.hop_length:
+        raise ValueError(
+            f"upsample_rates {config.upsample_rates} multiply to {config.upsampling}, not {mel.hop_length}"
+        )
     return HifiGanGenerator(
-        model_in_dim=n_mels,
+        model_in_dim=mel.n_mels,
         upsample_initial_channel=config.upsample_initial_channel,
         upsample_rates=tuple(config.upsample_rates),
         upsample_kernel_sizes=tuple(config.upsample_kernel_sizes),

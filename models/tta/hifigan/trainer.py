@@ -1,4 +1,5 @@
-"""HiFi-GAN vocoder stage (Kong et al. 2020) on the shared trainer: log-mel → 16 kHz waveform.
+"""HiFi-GAN vocoder stage (Kong et al. 2020) on the shared trainer: log-mel → 16 kHz waveform. The generator is
+HiFi-GAN's or Vocos' (Siuzdak 2023, `model.generator`); discriminators and losses are the same for both.
 
 Each step draws random waveform segments (offsets on the hop grid), computes their log-mels with the project's
 one front end on the device, vocodes the mels back, and trains
@@ -36,7 +37,8 @@ _MIN_MEL_STD = 1e-2
 
 
 class HifiGanTrainer(Trainer):
-    """Trains `generator` (HifiGanGenerator, weight-normalised) and `discriminator` (HifiGanDiscriminator).
+    """Trains `generator` (HifiGanGenerator, weight-normalised, or VocosGenerator, per `model.generator`) and
+    `discriminator` (HifiGanDiscriminator).
 
     Batches are `collate_skipping_missing` dicts with "wave" (B, segment_samples); clips that failed to load are
     dropped from the batch (and counted in the `skipped_clips` metric).
@@ -49,7 +51,9 @@ class HifiGanTrainer(Trainer):
         self._log_mel = build_log_mel(config.preprocess.mel).to(self.device)
         self._loss = HifiGanLoss(weights=config.loss.weights)
         self._references_logged = False
-        generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=True)
+        generator = build_generator(
+            config.model, mel=config.preprocess.mel, use_weight_norm=config.model.uses_weight_norm
+        )
         if config.model.normalize_input:
             # Measured on every start; a resumed run then loads the checkpoint's values over these.
             records = read_split(config.preprocess.processed_dir, self._datasets(), config.data.train_split)

@@ -41,7 +41,9 @@ def _save_generator(path, experiment: HifiGanExperiment, *, seed: int):
     """An inference checkpoint of a weight-normalised generator with non-trivial weights; returns the generator
     with weight norm folded, as the reference."""
     torch.manual_seed(seed)
-    generator = build_generator(experiment.model, n_mels=experiment.preprocess.mel.n_mels, use_weight_norm=True)
+    generator = build_generator(
+        experiment.model, mel=experiment.preprocess.mel, use_weight_norm=True
+    )
     with torch.no_grad():
         for parameter in generator.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))

@@ -125,7 +125,9 @@ def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(pro
     # The vocoder carries the EMA weights of the newest checkpoint, not the raw ones.
     checkpoint = latest_valid_checkpoint(exp_dir / "checkpoints")
     for use_ema, should_match in ((True, True), (False, False)):
-        generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=True)
+        generator = build_generator(
+            config.model, mel=config.preprocess.mel, use_weight_norm=True
+        )
         load_model_weights(checkpoint, GENERATOR_NAME, generator, use_ema=use_ema)
         generator.remove_weight_norm()
         with torch.no_grad():
@@ -203,7 +205,9 @@ def test_config_mistakes_name_the_key(override, message):
 
 def test_full_size_recipe_builds_the_audioldm2_vocoder():
     config = load_config(RECIPE / "exp_config.json", HifiGanExperiment)
-    generator = build_generator(config.model, n_mels=config.preprocess.mel.n_mels, use_weight_norm=False)
+    generator = build_generator(
+        config.model, mel=config.preprocess.mel, use_weight_norm=False
+    )
     parameters = sum(parameter.numel() for parameter in generator.parameters())
     assert abs(parameters / 1e6 - 55.3) < 0.1
     assert generator.hop_length == config.preprocess.mel.hop_length == HOP
