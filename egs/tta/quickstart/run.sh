@@ -10,10 +10,11 @@
 # quick no-ops. Outputs go to exp/quickstart/: samples/ and generated/ (wav, spectrogram PNG and settings JSON
 # per clip), real/ and reconstructed/ (the test clips and their VAE + vocoder reconstructions),
 # generation_metrics.md / .json (FD, KL, IS, text–audio score, attribute adherence per family and attribute),
-# reconstruction_metrics.json (VAE + vocoder) and vocoder_metrics_*.json (the trained HiFi-GAN and Griffin-Lim on
+# reconstruction_metrics.json (VAE + vocoder) and vocoder_metrics_*.json (the trained vocoder and Griffin-Lim on
 # the real test mels); TensorBoard logs are in each stage's logs/ folder (tensorboard --logdir exp).
-# --large trains the recipes' built-in configs (egs/tta/<recipe>/exp_config.json) instead of the quickstart ones,
-# into exp/quickstart_large/. POSIX sh: runs under sh (dash) and bash.
+# --large trains the recipes' longer CPU configs instead of the quickstart ones (autoencoderkl/exp_config_debug.json,
+# hifigan/exp_config_vocos_cpu.json, audioldm/exp_config.json: stage 2 for 2000 steps), with outputs in
+# exp/quickstart_large/. POSIX sh: runs under sh (dash) and bash.
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
@@ -21,27 +22,22 @@ cd "$(dirname "$script")/../../.."
 python=${PYTHON:-python3}
 quick=egs/tta/quickstart
 vae_config=$quick/autoencoderkl.json
-vocoder_config=$quick/hifigan.json
+vocoder_config=$quick/vocoder.json
 ldm_config=$quick/audioldm.json
 out=exp/quickstart
 vae_exp=exp/quickstart/autoencoderkl
-vocoder_exp=exp/quickstart/hifigan
+vocoder_exp=exp/quickstart/vocoder
 ldm_exp=exp/quickstart/audioldm
-# The vocoder of the generated and reconstructed clips that are evaluated. The quickstart's 4-minute HiFi-GAN is
-# behind Griffin-Lim on the mel metrics (the evaluation classifier reads mels), so the quick run generates with
-# Griffin-Lim and reports both vocoders side by side in stage 7; --large trains a vocoder long enough to use it.
-generation_vocoder=griffin_lim
 for arg in "$@"; do
     case $arg in
         --large)
             vae_config=egs/tta/autoencoderkl/exp_config_debug.json
-            vocoder_config=egs/tta/hifigan/exp_config.json
+            vocoder_config=egs/tta/hifigan/exp_config_vocos_cpu.json
             ldm_config=egs/tta/audioldm/exp_config.json
             out=exp/quickstart_large
             vae_exp=exp/autoencoderkl_debug
-            vocoder_exp=exp/hifigan_builtin
+            vocoder_exp=exp/vocos_cpu
             ldm_exp=exp/audioldm_builtin
-            generation_vocoder=$vocoder_exp
             ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
@@ -63,7 +59,7 @@ stage 1 "build and preprocess the built-in data"
 "$python" bins/tta/preprocess.py --config "$ldm_config"
 
 # The vocoder first: the VAE's and stage 2's TensorBoard audio then go through it.
-stage 2 "HiFi-GAN vocoder"
+stage 2 "vocoder (Vocos)"
 sh egs/tta/hifigan/run_train.sh --config "$vocoder_config" --resume
 
 stage 3 "stage 1: mel VAE with a GAN loss"
@@ -85,7 +81,7 @@ generate() {
         return
     fi
     rm -rf "$2"
-    sh egs/tta/audioldm/run_inference.sh --checkpoint "$ldm_exp" --vocoder "$generation_vocoder" \
+    sh egs/tta/audioldm/run_inference.sh --checkpoint "$ldm_exp" --vocoder "$vocoder_exp" \
         --text_file "$1" --num_waveforms_per_prompt "$3" --ranker none --seed 0 --batch_size 8 --output_dir "$2"
     touch "$2/.complete"
 }
@@ -99,7 +95,7 @@ for vocoder in griffin_lim "$vocoder_exp"; do
         --output "$out/vocoder_metrics_$(basename "$vocoder").json" --no_progress > /dev/null
 done
 "$python" bins/tta/export_split.py --config "$ldm_config" --split test --wav_dir "$out/real"
-"$python" bins/tta/evaluate.py reconstruction --vae "$vae_exp" --vocoder "$generation_vocoder" --config "$ldm_config" \
+"$python" bins/tta/evaluate.py reconstruction --vae "$vae_exp" --vocoder "$vocoder_exp" --config "$ldm_config" \
     --split test --save_audio "$out/reconstructed" --output "$out/reconstruction_metrics.json" > /dev/null
 sh egs/tta/evaluation/run_evaluate.sh --clips "real=$out/real" --clips "reconstructed=$out/reconstructed" \
     --clips "generated=$out/generated" --output_dir "$out"
