@@ -1,6 +1,7 @@
 """Vocoder inference speed on the CPU, as × real time (seconds of audio per second of wall clock), fp32 and bf16
-autocast, for the full-size HiFi-GAN (AudioLDM 2's vocoder, config/hifigan.json) and the small CPU one
-(egs/tta/hifigan/exp_config_debug.json), with Griffin-Lim (32 iterations, librosa, float64) for reference.
+autocast, for the full-size HiFi-GAN (AudioLDM 2's vocoder, config/hifigan.json), the small CPU one
+(egs/tta/hifigan/exp_config_debug.json) and the CPU Vocos (egs/tta/hifigan/exp_config_vocos_cpu.json, the
+quickstart's vocoder), with Griffin-Lim (32 iterations, librosa, float64) for reference.
 
     python benchmarks/bench_vocoder.py [--seconds 10] [--batch 1] [--threads 2] [--repeats 3]
         [--output benchmarks/results/vocoder.txt]
@@ -33,6 +34,7 @@ from utils.config import load_config  # noqa: E402
 CONFIGS = {
     "full": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config.json",
     "small": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config_debug.json",
+    "vocos_cpu": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config_vocos_cpu.json",
 }
 
 
@@ -57,15 +59,20 @@ def _line(label: str, audio_seconds: float, wall: float, cpu: float) -> str:
             f"real time per CPU second   ({wall * 1000:8.1f} ms wall, {cpu * 1000:8.1f} ms CPU)")
 
 
-def bench_hifigan(name: str, mel: torch.Tensor, audio_seconds: float, repeats: int) -> list[str]:
+def bench_generator(name: str, mel: torch.Tensor, audio_seconds: float, repeats: int) -> list[str]:
     config: HifiGanExperiment = load_config(CONFIGS[name], HifiGanExperiment)
     torch.manual_seed(0)
     generator = build_generator(config.model, mel=config.preprocess.mel, use_weight_norm=False)
     vocoder = TrimmedVocoder(generator, sample_rate=config.preprocess.mel.sample_rate).eval().requires_grad_(False)
     parameters = sum(p.numel() for p in vocoder.parameters()) / 1e6
     model = config.model
-    lines = [f"{name}: {parameters:.2f} M parameters, initial channels {model.upsample_initial_channel}, "
-             f"rates {model.upsample_rates}, resblock kernels {model.resblock_kernel_sizes}"]
+    if model.generator == "vocos":
+        described = (f"Vocos, dim {model.vocos.dim}, {model.vocos.num_layers} ConvNeXt layers, inverse STFT n_fft "
+                     f"{model.vocos.n_fft}")
+    else:
+        described = (f"HiFi-GAN, initial channels {model.upsample_initial_channel}, rates {model.upsample_rates}, "
+                     f"resblock kernels {model.resblock_kernel_sizes}")
+    lines = [f"{name}: {parameters:.2f} M parameters, {described}"]
     for precision, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
         def run() -> torch.Tensor:
             with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -83,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="clips per call")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default="full,small", help="comma-separated: full, small")
+    parser.add_argument("--sizes", default="full,small,vocos_cpu", help="comma-separated: full, small, vocos_cpu")
     parser.add_argument("--no_griffin_lim", action="store_true", help="skip the Griffin-Lim reference")
     parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.sizes.split(",")) - set(CONFIGS))
+    if unknown:
+        parser.error(f"--sizes: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     torch.set_num_threads(args.threads)
     frames = round(args.seconds * 100)
     audio_seconds = args.batch * frames / 100
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for name in args.sizes.split(","):
-        lines += bench_hifigan(name, mel, audio_seconds, args.repeats) + [""]
+        lines += bench_generator(name, mel, audio_seconds, args.repeats) + [""]
     if not args.no_griffin_lim:
         config: HifiGanExperiment = load_config(CONFIGS["small"], HifiGanExperiment)
         griffin_lim = load_vocoder("griffin_lim", mel=config.preprocess.mel)

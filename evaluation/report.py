@@ -83,7 +83,8 @@ def _combination_table(results: Sequence[dict[str, Any]], attributes: Sequence[s
     if len({subset for _, subset, _ in rows}) < 2:
         return []
     lines = ["", "Seen combinations: attribute combinations that occur in training (new clips and captions); held out: "
-             "combinations never trained on.", "", "| Clips | Combinations | N | " + " | ".join(attributes) + " |", "|" + "---|" * (len(attributes) + 3)]
+             "combinations never trained on.", "",
+             "| Clips | Combinations | N | " + " | ".join(attributes) + " |", "|" + "---|" * (len(attributes) + 3)]
     for result, subset, entry in rows:
         cells = (_number(entry["adherence"].get(key), ".1%") for key in attributes)
         label = "held out" if subset == "held_out" else subset

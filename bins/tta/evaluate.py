@@ -99,7 +99,8 @@ def run_reconstruction(args: argparse.Namespace) -> dict:
 def _add_reconstruction_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("reconstruction", help="paired metrics of VAE reconstructions and/or vocoded audio")
     parser.add_argument("--vae", type=Path, help="VAE experiment, checkpoint or diffusers vae/ folder")
-    parser.add_argument("--vocoder", help="'griffin_lim', a HiFi-GAN experiment/checkpoint or a diffusers vocoder")
+    parser.add_argument("--vocoder", help="'griffin_lim', a vocoder experiment/checkpoint (HiFi-GAN or Vocos) "
+                        "or a diffusers vocoder")
     parser.add_argument("--config", type=Path, help="recipe config whose preprocess section names the data")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="preprocess.KEY=VALUE",
                         help="override a preprocess value of --config (repeatable)")

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="makes generation reproducible (default: random)")
     parser.add_argument("--scheduler", default=None, help=f"one of {', '.join(SCHEDULERS)}")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint folder, or an experiment folder")
-    parser.add_argument("--vocoder", default=None, help='"griffin_lim", a HiFi-GAN checkpoint/experiment folder, ...')
+    parser.add_argument("--vocoder", default=None,
+                        help='"griffin_lim", a vocoder (HiFi-GAN or Vocos) checkpoint/experiment folder, ...')
     parser.add_argument("--output_dir", default="generated", help="where the wav/png/json files go")
     parser.add_argument("--batch_size", type=int, default=1, help="clips sampled at a time")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
