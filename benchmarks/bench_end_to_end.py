@@ -2,7 +2,7 @@
 
     python benchmarks/bench_end_to_end.py full [--threads 1] [--reference_steps 200] [--our_steps 25]
         [--folder exp/bench_e2e/audioldm2_full] [--output benchmarks/results/end_to_end.txt]
-    python benchmarks/bench_end_to_end.py sweep [--threads 1] [--checkpoint exp/audioldm_debug]
+    python benchmarks/bench_end_to_end.py sweep [--threads 1] [--checkpoint exp/quickstart/audioldm]
         [--output benchmarks/results/end_to_end.txt]
 
 Run with OMP_WAIT_POLICY=PASSIVE in the environment on a shared machine (spinning OpenMP threads make every
@@ -25,7 +25,8 @@ the rest of the call (encoders, scheduler set-up, VAE decode, vocoder).
 `sweep`: the trained built-in model (`--checkpoint`, 5 s clips, three prompts in one batch, guidance 3.5, seed
 0): DPM-Solver++, UniPC and DDIM at 10-50 steps against 200-step DDIM: sampling time, and the distance of the
 scaled latents and of the decoded log-mels to the 200-step DDIM result (RMS difference, and relative to the RMS
-of the 200-step result), so the default is the fastest setting that stays close to it.
+of the 200-step result), so the default is the fastest setting that stays close to it; the default and DDIM 200
+again under bf16 autocast measure what bf16 itself moves.
 
 Results go to `--output`: each part rewrites its own section and keeps the other's.
 """
@@ -82,10 +83,12 @@ PROMPT = "a dog barks"
 SECONDS = 10.24
 REFERENCE_STEPS = 200
 OUR_SCHEDULER, OUR_STEPS = "dpmsolver++", 25
-SWEEP_PROMPTS = ["a dog barks", "rain falling on a roof", "a man speaking"]
+SWEEP_PROMPTS = ["Three short high beeps", "A dog barks", "Slow low piano chords"]
 SWEEP_SECONDS = 5.0
 SWEEP_SCHEDULERS = ("dpmsolver++", "unipc", "ddim")
 SWEEP_STEPS = (10, 15, 20, 25, 50)
+# Also run under bf16 autocast (the inference default on AMX CPUs), against the same fp32 DDIM 200 reference.
+BF16_SWEEP = (("dpmsolver++", 25), ("unipc", 20), ("ddim", 200))
 GUIDANCE = 3.5
 SECTION_MARKERS = {"full": "## Full-size AudioLDM 2, one 10.24 s clip", "sweep": "## Sampler sweep, built-in model"}
 
@@ -324,11 +327,13 @@ def run_sweep(args: argparse.Namespace) -> None:
              pipeline.mel.n_mels // factor)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
-    def sample(scheduler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    def sample(scheduler: str, steps: int, autocast_dtype: torch.dtype | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         latents = sample_latents(
             denoiser, build_scheduler(scheduler, schedule), shape=shape, contexts=contexts, context_masks=masks,
             guidance_scale=GUIDANCE, num_inference_steps=steps, latents=noise, show_progress=False,
+            autocast_dtype=autocast_dtype,
         )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         with torch.no_grad():
@@ -340,28 +345,31 @@ def run_sweep(args: argparse.Namespace) -> None:
     mel_rms = (reference_mels - reference_mels.mean()).pow(2).mean().sqrt().item()
     lines = [
         f"{args.checkpoint} (UNet {sum(p.numel() for p in denoiser.parameters()) / 1e6:.1f} M parameters), "
-        f"{len(SWEEP_PROMPTS)} prompts x {SWEEP_SECONDS} s in one batch, guidance {GUIDANCE}, fp32, seed 0; "
+        f"{len(SWEEP_PROMPTS)} prompts x {SWEEP_SECONDS} s in one batch, guidance {GUIDANCE}, "
+        "fp32 unless marked bf16 (autocast), seed 0; "
         f"`python benchmarks/bench_end_to_end.py sweep --threads {args.threads}`.",
         "Distance to DDIM 200: RMS of the difference of the scaled latents (relative: / RMS of the DDIM 200 "
         f"latents, {latent_rms:.3f}) and of the decoded log-mels (relative: / std of the DDIM 200 log-mels, "
         f"{mel_rms:.3f}).",
-        f"  {'sampler':<12} {'steps':>5} {'wall s':>7} {'CPU s':>7} {'x DDIM200':>9}  {'latent RMS':>10} {'rel':>6}  "
+        f"  {'sampler':<16} {'steps':>5} {'wall s':>7} {'CPU s':>7} {'x DDIM200':>9}  {'latent RMS':>10} {'rel':>6}  "
         f"{'mel RMS':>8} {'rel':>6}",
-        f"  {'ddim':<12} {REFERENCE_STEPS:>5} {reference_wall:7.1f} {reference_cpu:7.1f} {1.0:9.1f}  {0.0:10.4f} "
+        f"  {'ddim':<16} {REFERENCE_STEPS:>5} {reference_wall:7.1f} {reference_cpu:7.1f} {1.0:9.1f}  {0.0:10.4f} "
         f"{0.0:6.3f}  {0.0:8.4f} {0.0:6.3f}",
     ]
-    for scheduler in SWEEP_SCHEDULERS:
-        for steps in SWEEP_STEPS:
-            latents, mels, wall, cpu = sample(scheduler, steps)
-            latent_distance = (latents - reference_latents).pow(2).mean().sqrt().item()
-            mel_distance = (mels - reference_mels).pow(2).mean().sqrt().item()
-            lines.append(
-                f"  {scheduler:<12} {steps:>5} {wall:7.1f} {cpu:7.1f} {reference_cpu / cpu:9.1f}  "
-                f"{latent_distance:10.4f} {latent_distance / latent_rms:6.3f}  {mel_distance:8.4f} "
-                f"{mel_distance / mel_rms:6.3f}"
-            )
-            print(lines[-1], flush=True)
-            write_section(args.output, "sweep", [*lines, header(args), ""])
+    runs = [(scheduler, steps, None) for scheduler in SWEEP_SCHEDULERS for steps in SWEEP_STEPS]
+    runs += [(scheduler, steps, torch.bfloat16) for scheduler, steps in BF16_SWEEP]
+    for scheduler, steps, autocast_dtype in runs:
+        latents, mels, wall, cpu = sample(scheduler, steps, autocast_dtype)
+        latent_distance = (latents - reference_latents).pow(2).mean().sqrt().item()
+        mel_distance = (mels - reference_mels).pow(2).mean().sqrt().item()
+        label = scheduler if autocast_dtype is None else f"{scheduler} bf16"
+        lines.append(
+            f"  {label:<16} {steps:>5} {wall:7.1f} {cpu:7.1f} {reference_cpu / cpu:9.1f}  "
+            f"{latent_distance:10.4f} {latent_distance / latent_rms:6.3f}  {mel_distance:8.4f} "
+            f"{mel_distance / mel_rms:6.3f}"
+        )
+        print(lines[-1], flush=True)
+        write_section(args.output, "sweep", [*lines, header(args), ""])
     write_section(args.output, "sweep", [*lines, header(args), ""])
 
 
@@ -372,7 +380,7 @@ def main() -> None:
     parser.add_argument("--reference_steps", type=int, default=REFERENCE_STEPS)
     parser.add_argument("--our_steps", type=int, default=OUR_STEPS, help="our sampler's steps (fewer: smoke test)")
     parser.add_argument("--folder", type=Path, default=REPO_ROOT / "exp" / "bench_e2e" / "audioldm2_full")
-    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "exp" / "audioldm_debug")
+    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "exp" / "quickstart" / "audioldm")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "end_to_end.txt")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
