@@ -50,7 +50,8 @@ def data_values(processed_dir: Path) -> dict:
 
 
 def build_tiny_dataset(processed_dir: Path) -> Path:
-    """Generate and preprocess the tiny built-in dataset into `processed_dir` (22 train, 1 valid, 1 test clips)."""
+    """Generate and preprocess the tiny built-in dataset into `processed_dir` (21 train, 1 valid and 2 test clips:
+    one of a held-out combination, one of a seen one)."""
     overrides = as_overrides(data_values(processed_dir))
     assert preprocess_main(["--config", str(DEBUG_CONFIG), "--no-progress", *overrides]) == 0
     return processed_dir

@@ -52,12 +52,6 @@ SHRINK = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    reset_accelerate_state()
-    yield
-
-
 @pytest.fixture(scope="module")
 def processed_dir(tmp_path_factory) -> Path:
     """The built-in dataset, 12 clips of 2 s, preprocessed with the recipe's own config."""

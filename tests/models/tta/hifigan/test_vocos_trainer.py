@@ -4,7 +4,6 @@ and adversarial steps), saves, resumes, runs under bf16 autocast, and its experi
 import logging
 from pathlib import Path
 
-import pytest
 import torch
 
 from bins.tta import train_tta
@@ -44,12 +43,6 @@ SHRINK = [
     "trainer.keep_last_n=0",
     "loss.disc_start_step=1",
 ]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    reset_accelerate_state()
-    yield
 
 
 def _overrides(processed: Path, log_dir: Path, *extra: str) -> list[str]:
