@@ -26,11 +26,9 @@ DEBUG_CONFIG = RECIPE / "exp_config_debug.json"
 HOP = 160
 VALID_FRAMES = 40
 
-# The debug recipe shrunk to a few thousand parameters and a few short segments.
-SHRINK = [
-    "model.upsample_initial_channel=16",
-    "model.resblock_kernel_sizes=[3]",
-    "model.resblock_dilation_sizes=[[1, 3]]",
+# Discriminators, data and trainer settings of the smoke runs (this file's and the Vocos recipe's): a few
+# thousand discriminator parameters, a few short segments, every step logged and saved.
+SMOKE_SETTINGS = [
     "discriminator.periods=[2, 3]",
     "discriminator.mpd_channels=[4, 8]",
     "discriminator.msd_scales=1",
@@ -47,6 +45,13 @@ SHRINK = [
     "trainer.sample_every=2",
     "trainer.save_every=1",
     "trainer.keep_last_n=0",
+]
+# The debug recipe shrunk to a few thousand parameters.
+SHRINK = [
+    "model.upsample_initial_channel=16",
+    "model.resblock_kernel_sizes=[3]",
+    "model.resblock_dilation_sizes=[[1, 3]]",
+    *SMOKE_SETTINGS,
     # The recipe regresses spectra only for its whole budget; the smoke run exercises the adversarial step too.
     "loss.disc_start_step=0",
 ]
@@ -71,33 +76,44 @@ def processed_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _overrides(processed_dir: Path, log_dir: Path, *extra: str) -> list[str]:
-    return [*SHRINK, f"preprocess.processed_dir={processed_dir}", f"log_dir={log_dir}", *extra]
+def recipe_overrides(processed_dir: Path, log_dir: Path, *extra: str, shrink: list[str] = SHRINK) -> list[str]:
+    return [*shrink, f"preprocess.processed_dir={processed_dir}", f"log_dir={log_dir}", *extra]
 
 
-def _train(processed_dir: Path, log_dir: Path, *extra: str, resume: bool = False) -> int:
-    argv = ["--config", str(DEBUG_CONFIG)]
-    for override in _overrides(processed_dir, log_dir, *extra):
+def train_recipe(processed_dir: Path, log_dir: Path, *extra: str, resume: bool = False, config: Path = DEBUG_CONFIG,
+           shrink: list[str] = SHRINK) -> int:
+    """`bins/tta/train_tta.py` on `config` shrunk by `shrink`, on the test data, logging under `log_dir`."""
+    argv = ["--config", str(config)]
+    for override in recipe_overrides(processed_dir, log_dir, *extra, shrink=shrink):
         argv += ["--set", override]
     return train_tta.main(argv + (["--resume"] if resume else []))
 
 
-def _trainer(processed_dir: Path, log_dir: Path, *extra: str) -> HifiGanTrainer:
-    config = load_config(DEBUG_CONFIG, HifiGanExperiment, _overrides(processed_dir, log_dir, *extra))
-    return HifiGanTrainer(config, log_dir / config.exp_name, config_to_dict(config))
-
-
-def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(processed_dir, tmp_path, caplog):
+def train_and_resume(processed_dir: Path, log_dir: Path, caplog, *, exp_name: str, config: Path = DEBUG_CONFIG,
+                     shrink: list[str] = SHRINK) -> Path:
+    """Train 2 steps with EMA, resume to step 3, check the checkpoints and the resume message; the experiment
+    folder."""
     ema = ["trainer.ema.enabled=true", "trainer.ema.decay=0.5"]
-    assert _train(processed_dir, tmp_path, "trainer.max_steps=2", *ema) == 0
-    exp_dir = tmp_path / "hifigan_debug"
+    assert train_recipe(processed_dir, log_dir, "trainer.max_steps=2", *ema, config=config, shrink=shrink) == 0
+    exp_dir = log_dir / exp_name
     assert [step for step, _ in list_checkpoints(exp_dir / "checkpoints")] == [1, 2]
 
     reset_accelerate_state()
     with caplog.at_level(logging.INFO):
-        assert _train(processed_dir, tmp_path, "trainer.max_steps=3", *ema, resume=True) == 0
+        assert train_recipe(processed_dir, log_dir, "trainer.max_steps=3", *ema, resume=True, config=config,
+                      shrink=shrink) == 0
     assert "(step 2)" in caplog.text and "resumed from" in caplog.text
     assert [step for step, _ in list_checkpoints(exp_dir / "checkpoints")] == [1, 2, 3]
+    return exp_dir
+
+
+def _trainer(processed_dir: Path, log_dir: Path, *extra: str) -> HifiGanTrainer:
+    config = load_config(DEBUG_CONFIG, HifiGanExperiment, recipe_overrides(processed_dir, log_dir, *extra))
+    return HifiGanTrainer(config, log_dir / config.exp_name, config_to_dict(config))
+
+
+def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(processed_dir, tmp_path, caplog):
+    exp_dir = train_and_resume(processed_dir, tmp_path, caplog, exp_name="hifigan_debug")
     assert json.loads((exp_dir / "config.json").read_text())["model_type"] == "HiFiGAN"
 
     events = EventAccumulator(str(exp_dir / "logs"), size_guidance={"audio": 0, "images": 0, "scalars": 0})
@@ -109,7 +125,7 @@ def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(pro
     assert any(tag.startswith("real/") for tag in tags["audio"])
     assert any(tag.startswith("vocoded_mel/") for tag in tags["images"])
 
-    config = load_config(DEBUG_CONFIG, HifiGanExperiment, _overrides(processed_dir, tmp_path))
+    config = load_config(DEBUG_CONFIG, HifiGanExperiment, recipe_overrides(processed_dir, tmp_path))
     vocoder = load_vocoder(str(exp_dir), mel=config.preprocess.mel)
     mel = torch.randn(1, VALID_FRAMES, config.preprocess.mel.n_mels) - 5.0
     with torch.no_grad():
