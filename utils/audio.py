@@ -81,6 +81,18 @@ def mel_frames(num_samples: int, hop_length: int) -> int:
     return num_samples // hop_length
 
 
+def slaney_mel_basis(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """The front end's mel filters (n_mels, n_fft // 2 + 1): librosa's Slaney-scale, Slaney-normalised basis."""
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False,
+                               norm="slaney")
+
+
+def inverse_mel_basis(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Pseudo-inverse (n_fft // 2 + 1, n_mels) of `slaney_mel_basis`, float64: maps mel magnitudes back to linear
+    STFT magnitudes in one matmul (Griffin-Lim's start, Vocos' magnitude prior)."""
+    return np.linalg.pinv(slaney_mel_basis(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
+
+
 class LogMelSpectrogram(nn.Module):
     """Waveform (B, S) -> log-mel (B, n_mels, S // hop_length), AudioLDM-compatible (see module docstring)."""
 
@@ -103,9 +115,7 @@ class LogMelSpectrogram(nn.Module):
         self.win_length = win_length
         self.hop_length = hop_length
         self.log_clamp_min = log_clamp_min
-        mel_basis = librosa.filters.mel(
-            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney"
-        )
+        mel_basis = slaney_mel_basis(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
         self.register_buffer("mel_basis", torch.from_numpy(mel_basis).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 

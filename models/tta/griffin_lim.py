@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.audio import inverse_mel_basis
+
 
 class GriffinLimVocoder(nn.Module):
     """Log-mel (B, frames, n_mels) -> waveform (B, frames * hop_length), by the pseudo-inverse of the Slaney mel basis
@@ -34,10 +36,11 @@ class GriffinLimVocoder(nn.Module):
         self.fmax = fmax
         self.n_mels = n_mels
         self.n_iter = n_iter
-        mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney")
         # The pseudo-inverse of the mel basis maps mel magnitudes back to linear ones in one matmul (librosa's
         # NNLS inversion is ~100x slower for little gain once Griffin-Lim refines the phase).
-        self.inverse_mel_basis = np.linalg.pinv(mel_basis)
+        self.inverse_mel_basis = inverse_mel_basis(
+            sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax
+        )
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         if log_mel.ndim != 3 or log_mel.shape[-1] != self.n_mels:

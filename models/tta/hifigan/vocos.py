@@ -13,10 +13,11 @@ frames × hop samples.
 
 import math
 
-import librosa
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from utils.audio import inverse_mel_basis
 
 # Vocos clips the predicted magnitude at 1e2 before building the spectrum; clamping the log-magnitude at log(1e2)
 # is the same forward value without an overflowing exp.
@@ -165,10 +166,9 @@ class VocosGenerator(nn.Module):
         self.head = ISTFTHead(dim=dim, n_fft=n_fft, hop_length=hop_length, demodulated_phase=demodulated_phase)
         self.magnitude_prior = magnitude_prior
         if magnitude_prior:
-            mel_filters = librosa.filters.mel(
-                sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney"
-            )
-            inverse = torch.linalg.pinv(torch.from_numpy(mel_filters).double()).float()
+            inverse = torch.from_numpy(
+                inverse_mel_basis(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+            ).float()
             # Derived from the constructor arguments, so not stored in checkpoints.
             self.register_buffer("inverse_mel_filters", inverse, persistent=False)
         self.apply(_init_weights)

@@ -126,23 +126,28 @@ def test_debug_recipe_trains_saves_resumes_logs_audio_and_loads_as_a_vocoder(pro
     assert any(tag.startswith("vocoded_mel/") for tag in tags["images"])
 
     config = load_config(DEBUG_CONFIG, HifiGanExperiment, recipe_overrides(processed_dir, tmp_path))
+    load_and_check_ema_vocoder(exp_dir, config)
+
+
+def load_and_check_ema_vocoder(exp_dir: Path, config: HifiGanExperiment) -> torch.nn.Module:
+    """Load `exp_dir` as a vocoder; check it vocodes a mel to frames × hop finite samples with the EMA weights of
+    the newest checkpoint, not the raw ones; return it."""
     vocoder = load_vocoder(str(exp_dir), mel=config.preprocess.mel)
     mel = torch.randn(1, VALID_FRAMES, config.preprocess.mel.n_mels) - 5.0
     with torch.no_grad():
         waveform = vocoder(mel)
     assert waveform.shape == (1, VALID_FRAMES * HOP) and torch.isfinite(waveform).all()
-
-    # The vocoder carries the EMA weights of the newest checkpoint, not the raw ones.
     checkpoint = latest_valid_checkpoint(exp_dir / "checkpoints")
     for use_ema, should_match in ((True, True), (False, False)):
-        generator = build_generator(
-            config.model, mel=config.preprocess.mel, use_weight_norm=True
-        )
+        generator = build_generator(config.model, mel=config.preprocess.mel,
+                                    use_weight_norm=config.model.uses_weight_norm)
         load_model_weights(checkpoint, GENERATOR_NAME, generator, use_ema=use_ema)
-        generator.remove_weight_norm()
+        if config.model.uses_weight_norm:
+            generator.remove_weight_norm()
         with torch.no_grad():
             reference = generator.eval()(mel)[:, : VALID_FRAMES * HOP]
         assert torch.allclose(waveform, reference, atol=1e-6) is should_match
+    return vocoder
 
 
 def test_normalized_input_uses_the_training_mel_statistics(processed_dir, tmp_path):
