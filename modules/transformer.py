@@ -41,11 +41,13 @@ class PrecomputedContexts:
     Built once by the network (e.g. ``AudioLDMUNet.precompute_context``) for contexts that stay fixed over many
     calls, such as the text states of one sampling run, and passed where a context tensor would go: each
     transformer takes its own entry (one ``AttentionContext`` per layer). Valid while the weights do not change.
-    ``batch_size`` is the number of context rows.
+    ``batch_size`` is the number of context rows; ``pooled`` is the network's own (batch_size, E) global context
+    embedding where it has one (``AudioLDMUNet``'s ``pooled_context_embedding``), else None.
     """
 
     batch_size: int
     per_transformer: Mapping[nn.Module, tuple[AttentionContext, ...]]
+    pooled: torch.Tensor | None = None
 
 
 class TransformerLayer(nn.Module):

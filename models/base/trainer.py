@@ -57,6 +57,7 @@ from utils.checkpoint import (
     write_json_atomic,
 )
 from utils.logging import ExperimentWriter, setup_console_logging
+from utils.precision import auto_training_precision
 
 logger = logging.getLogger(__name__)
 
@@ -492,9 +493,13 @@ class Trainer:
         # CUDA, accelerate would silently run that many independent single-process trainings unless told to use
         # the CPU, so a multi-process launch on a CPU-only machine selects DDP over gloo on the CPU.
         launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+        mixed_precision = config.mixed_precision
+        if mixed_precision == "auto":
+            mixed_precision = auto_training_precision()
+            logger.info("trainer.mixed_precision auto: %s", mixed_precision)
         accelerator = Accelerator(
             cpu=launched_processes > 1 and not torch.cuda.is_available(),
-            mixed_precision=config.mixed_precision,
+            mixed_precision=mixed_precision,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.ddp_find_unused_parameters)],
         )
         if accelerator.num_processes != launched_processes:

@@ -69,7 +69,8 @@ class EMAConfig:
 class TrainerConfig:
     """Loop settings. A "step" is one update of the optimizers, i.e. `gradient_accumulation_steps` batches of
     `batch_size` examples on each process. Intervals are in steps; 0 turns the periodic action off (a checkpoint
-    is still written at the last step)."""
+    is still written at the last step). `mixed_precision` "auto" is bf16 autocast where bf16 is fast (a bf16
+    GPU, a CPU with AMX-BF16) and fp32 elsewhere: emulated bf16 on other CPUs is several times slower than fp32."""
 
     max_steps: int = 10000
     batch_size: int = 8
@@ -77,7 +78,7 @@ class TrainerConfig:
     num_workers: int = 0
     gradient_accumulation_steps: int = 1
     max_grad_norm: Optional[float] = None
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     seed: int = 1234
     deterministic: bool = False
     ddp_find_unused_parameters: bool = False

@@ -26,3 +26,10 @@ def test_auto_follows_the_cpu_and_explicit_values_are_kept(monkeypatch, amx):
 def test_unknown_precision_names_the_flag():
     with pytest.raises(ValueError, match="--precision: unknown 'fp16'"):
         resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_training_precision_is_bf16_only_where_fast(monkeypatch, amx):
+    monkeypatch.setattr(precision, "cpu_has_amx_bf16", lambda: amx)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert precision.auto_training_precision() == ("bf16" if amx else "no")

@@ -107,6 +107,7 @@ class UNetConfig:
     downsample_padding: int = 1
     dropout: float = 0.0
     use_gradient_checkpointing: bool = False
+    pooled_context_embedding: bool = False
 
 
 @dataclass

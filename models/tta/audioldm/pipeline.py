@@ -62,6 +62,7 @@ def build_unet(config: UNetConfig, *, text_width: int) -> AudioLDMUNet:
         downsample_padding=config.downsample_padding,
         dropout=config.dropout,
         use_gradient_checkpointing=config.use_gradient_checkpointing,
+        pooled_context_embedding=config.pooled_context_embedding,
     )
 
 

@@ -8,6 +8,10 @@ follows every ResNet of an attention-carrying block:
 - AudioLDM 2, ``[None, 768, 1024]``: a transformer with two self-attentions, one cross-attending to the 8 GPT-2
   "language of audio" vectors, one cross-attending to the Flan-T5 states (Liu et al. 2023, AudioLDM 2).
 
+``pooled_context_embedding`` optionally adds a global text signal as well: the masked mean of the first context
+stream, through an MLP, added to the timestep embedding that every ResNet reads (the pooled text embedding of
+Imagen, Saharia et al. 2022, and SDXL). Off in the public checkpoints.
+
 Numerically identical to diffusers ``AudioLDM2UNet2DConditionModel`` on the same weights (see ``unet_key_map``).
 """
 
@@ -67,6 +71,7 @@ class AudioLDMUNet(nn.Module):
         downsample_padding: int = 1,
         dropout: float = 0.0,
         use_gradient_checkpointing: bool = False,
+        pooled_context_embedding: bool = False,
     ) -> None:
         """Build the UNet.
 
@@ -84,6 +89,9 @@ class AudioLDMUNet(nn.Module):
             dropout: dropout inside ResNets and transformer feed-forwards (0 in the public checkpoints).
             use_gradient_checkpointing: recompute ResNet and transformer activations in the backward pass to save
                 memory; the ``use_gradient_checkpointing`` attribute can be changed after construction.
+            pooled_context_embedding: also condition every ResNet on the first context stream: its masked mean
+                (B, D) -> Linear -> SiLU -> Linear, added to the time embedding. Text then reaches the layers
+                before the first cross-attention too, and a short training run learns to follow it sooner.
         """
         super().__init__()
         num_blocks = len(block_out_channels)
@@ -120,6 +128,13 @@ class AudioLDMUNet(nn.Module):
             flip_sin_to_cos=flip_sin_to_cos,
             freq_shift=freq_shift,
         )
+        self.pooled_context_mlp: nn.Sequential | None = None
+        if pooled_context_embedding:
+            if not self.context_dims:
+                raise ValueError("pooled_context_embedding needs a context stream in cross_attention_dims")
+            self.pooled_context_mlp = nn.Sequential(
+                nn.Linear(self.context_dims[0], time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
+            )
 
         skip_channels = [block_out_channels[0]]
         self.down_blocks = nn.ModuleList()
@@ -191,7 +206,24 @@ class AudioLDMUNet(nn.Module):
                 for transformer, context, mask in zip(group.transformers, entry_contexts, entry_masks, strict=True):
                     if context is not None:
                         per_transformer[transformer] = transformer.project_context(context, mask)
-        return PrecomputedContexts(batch_size=batch, per_transformer=per_transformer)
+        pooled = self._pooled_embedding(contexts, context_masks)
+        return PrecomputedContexts(batch_size=batch, per_transformer=per_transformer, pooled=pooled)
+
+    def _pooled_embedding(
+        self, contexts: Sequence[torch.Tensor], context_masks: Sequence[torch.Tensor | None] | None
+    ) -> torch.Tensor | None:
+        """(B', time_embed_dim) embedding of the first stream's masked mean, or None without
+        ``pooled_context_embedding``."""
+        if self.pooled_context_mlp is None:
+            return None
+        states = contexts[0]
+        mask = None if context_masks is None else context_masks[0]
+        if mask is None:
+            pooled = states.mean(dim=1)
+        else:
+            weights = mask.to(states.dtype)[..., None]
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.pooled_context_mlp(pooled)
 
     def forward(
         self,
@@ -220,16 +252,25 @@ class AudioLDMUNet(nn.Module):
         if isinstance(contexts, PrecomputedContexts):
             rows = contexts.batch_size
             entry_contexts, entry_masks = self._route_precomputed(contexts, context_masks)
+            pooled = contexts.pooled
         else:
             rows = contexts[0].shape[0] if len(contexts) > 0 else batch
             entry_contexts, entry_masks = self._route_contexts(rows, contexts, context_masks)
+            pooled = self._pooled_embedding(contexts, context_masks)
         if rows % batch != 0:
             raise ValueError(f"the contexts' {rows} rows are not a multiple of the sample's {batch}")
+        if (pooled is None) != (self.pooled_context_mlp is None):
+            raise ValueError("these PrecomputedContexts were built by another network (pooled embedding mismatch)")
         timesteps = torch.as_tensor(timestep, device=sample.device)
         if timesteps.ndim > 1 or timesteps.numel() not in (1, batch):
             raise ValueError(f"timestep must be a scalar or have shape ({batch},), got {tuple(timesteps.shape)}")
-        temb = self.time_embedding(timesteps.reshape(-1).expand(batch)).to(sample.dtype)
+        temb = self.time_embedding(timesteps.reshape(-1).expand(batch))
         temb = repeat_rows(temb, rows)
+        if pooled is not None:
+            # Every layer now depends on the text, so the guidance halves cannot share the first layers.
+            temb = temb + pooled
+            sample = repeat_rows(sample, rows)
+        temb = temb.to(sample.dtype)
         checkpoint = self.use_gradient_checkpointing
 
         hidden = self.conv_in(_to_preferred_format(sample))
