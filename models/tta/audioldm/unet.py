@@ -238,7 +238,8 @@ class AudioLDMUNet(nn.Module):
             sample: (B, C_in, H, W) noisy latents, any H and W. The contexts may have B' = n * B rows instead of B:
                 context row i then sees sample row i mod B, as if ``sample`` were repeated n times, and the layers
                 before the first cross-attention run once on the B rows (classifier-free guidance: the
-                [negative, positive] context halves share one latent).
+                [negative, positive] context halves share one latent); with ``pooled_context_embedding`` every
+                layer reads the text, so the sample is tiled to B' rows first.
             timestep: (B,) or scalar diffusion step (integer or fractional).
             contexts: one (B', M_i, D_i) tensor per non-None entry of ``cross_attention_dims``, in order; or the
                 ``precompute_context`` of such tensors.
