@@ -283,6 +283,13 @@ def test_bf16_mixed_precision_trains_with_fp32_weights(tmp_path):
     assert checkpoint_steps(tmp_path) == [4]
 
 
+@pytest.mark.parametrize("resolved", ["bf16", "no"])
+def test_auto_mixed_precision_hands_accelerate_the_resolved_precision(tmp_path, monkeypatch, resolved):
+    monkeypatch.setattr("models.base.trainer.auto_training_precision", lambda: resolved)
+    trainer = make_toy(tmp_path, toy_config(max_steps=1, mixed_precision="auto"))
+    assert trainer.accelerator.mixed_precision == resolved
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -191,9 +191,9 @@ def test_pooled_context_embedding_honours_the_mask_and_reaches_every_row():
     with torch.no_grad():
         reference = unet(sample, timestep, contexts=[text], context_masks=[mask])
         padded = unet(sample, timestep, contexts=[padded_text], context_masks=[padded_mask])
-        without_pooled = AudioLDMUNet.forward  # the same weights with the pooled path switched off
+        # The same weights with the pooled path switched off.
         mlp, unet.pooled_context_mlp = unet.pooled_context_mlp, None
-        cross_attention_only = without_pooled(unet, sample, timestep, contexts=[text], context_masks=[mask])
+        cross_attention_only = unet(sample, timestep, contexts=[text], context_masks=[mask])
         unet.pooled_context_mlp = mlp
     torch.testing.assert_close(padded, reference, atol=1e-5, rtol=0)
     assert (cross_attention_only - reference).abs().amax(dim=(1, 2, 3)).min() > 1e-3
