@@ -159,8 +159,16 @@ class AudioLDMPipeline:
         return math.ceil(round(audio_length_in_s * self.mel.sample_rate / self.mel.hop_length, 6))
 
     def latent_frames(self, audio_length_in_s: float) -> int:
-        """Latent frames: the mel frames rounded up to a multiple of the VAE factor, divided by it."""
-        return math.ceil(self.mel_frames(audio_length_in_s) / self.autoencoder.downsample_factor)
+        """Latent frames sampled for `audio_length_in_s`: the mel frames divided by the VAE factor, rounded up to
+        a multiple of the UNet's down-sampling factor.
+
+        Training crops are whole multiples (e.g. 500 mel frames padded to 512 -> 128 latent frames). A 125-frame
+        latent would reach the UNet's last frames through other border padding and another down-sampling grid
+        than any training crop, which left an artefact in the last 0.1 s of generated clips. The extra frames
+        are sampled like the others, decoded, and cropped off the mel and the waveform."""
+        frames = math.ceil(self.mel_frames(audio_length_in_s) / self.autoencoder.downsample_factor)
+        multiple = self.denoiser.unet.downsample_factor
+        return multiple * math.ceil(frames / multiple)
 
     @torch.no_grad()
     def generate(

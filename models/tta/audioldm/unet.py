@@ -182,6 +182,12 @@ class AudioLDMUNet(nn.Module):
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, kernel_size=3, padding=1)
 
     @property
+    def downsample_factor(self) -> int:
+        """How much the down blocks shrink each side of the latent map (2 per down block but the last). Maps of
+        other sizes round-trip, but are padded differently at the borders than the training crops were."""
+        return 2 ** (len(self.down_blocks) - 1)
+
+    @property
     def context_dims(self) -> list[int]:
         """Widths of the context streams ``forward`` expects, in order."""
         return [dim for dim in self.cross_attention_dims if dim is not None]

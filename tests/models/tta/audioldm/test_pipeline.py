@@ -102,7 +102,23 @@ def test_any_length_is_generated_and_trimmed(pipeline, seconds, frames):
     output = generate(pipeline, ["a dog barks"], audio_length_in_s=seconds, num_inference_steps=2)
     assert output.waveforms.shape == (1, 1, int(seconds * 16000))
     assert output.mels.shape == (1, 1, frames, 64)
-    assert pipeline.latent_frames(seconds) == -(-frames // 4)
+    vae_frames = -(-frames // 4)
+    assert pipeline.latent_frames(seconds) == 2 * -(-vae_frames // 2)  # the tiny UNet down-samples by 2
+
+
+@pytest.mark.parametrize("seconds", [0.57, 0.2])
+def test_the_unet_only_sees_latents_of_whole_down_sampling_multiples(pipeline, seconds):
+    """A 0.57 s clip needs 15 latent frames; the UNet samples 16, as a padded training crop has, and the clip is
+    cropped after decoding."""
+    seen = []
+    hook = pipeline.denoiser.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[2]))
+    try:
+        output = generate(pipeline, ["a dog barks"], audio_length_in_s=seconds, num_inference_steps=2)
+    finally:
+        hook.remove()
+    assert pipeline.denoiser.unet.downsample_factor == 2
+    assert seen and all(frames % 2 == 0 and frames * 4 >= seconds * 100 for frames in seen)
+    assert output.waveforms.shape == (1, 1, int(seconds * 16000))
 
 
 def test_length_changes_the_output_but_keeps_the_seed_meaningful(pipeline):
