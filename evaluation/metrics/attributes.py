@@ -167,9 +167,12 @@ def dominant_frequency_track(
     peak_bins = lowest_bin + np.argmax(log_magnitude[lowest_bin:-1], axis=0)
     frames = np.arange(magnitude.shape[1])
     below, at, above = (log_magnitude[peak_bins + step, frames] for step in (-1, 0, 1))
-    # <= 0 at a maximum; the cap keeps a flat top (below == at == above) at offset 0 instead of 0 / 0.
+    # <= 0 at a maximum; the cap keeps a flat top (below == at == above) at offset 0 instead of 0 / 0. A peak on
+    # the lowest searched bin may have a larger bin below it (no maximum there): the clip keeps the offset within
+    # half a bin, as it is at a true maximum, instead of a huge or negative frequency.
     curvature = np.minimum(below - 2.0 * at + above, -1e-9)
-    return (peak_bins + 0.5 * (below - above) / curvature) * sample_rate / settings.n_fft
+    offset = np.clip(0.5 * (below - above) / curvature, -0.5, 0.5)
+    return (peak_bins + offset) * sample_rate / settings.n_fft
 
 
 def _sweep_rate(frequencies: np.ndarray, sample_rate: int, settings: MeasurementSettings) -> float:

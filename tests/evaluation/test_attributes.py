@@ -4,7 +4,14 @@ table-driven accuracy."""
 import numpy as np
 import pytest
 
-from evaluation.metrics.attributes import AttributeThresholds, attribute_accuracy, label_measurements, measure_clip
+from evaluation.metrics.attributes import (
+    AttributeThresholds,
+    MeasurementSettings,
+    attribute_accuracy,
+    dominant_frequency_track,
+    label_measurements,
+    measure_clip,
+)
 from preprocessors.builtin.sfx import plan_sfx, render_sfx
 
 SAMPLE_RATE = 16000
@@ -89,6 +96,17 @@ def test_length_of_a_tone(noise, seconds, length):
     measurement = measure_clip(_clip([(0.5, _burst(440.0, seconds, 0.3))], noise), SAMPLE_RATE, sound="tone")
     assert measurement["length"] == length
     assert measurement["event_duration_s"] == pytest.approx(seconds, abs=0.06)
+
+
+def test_frequency_track_stays_in_the_searched_band_on_a_low_rumble():
+    """Brown noise piles its energy below the lowest searched bin: the peak refinement must not extrapolate."""
+    rumble = np.cumsum(np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE))
+    rumble = (0.5 * (rumble - rumble.mean()) / np.abs(rumble - rumble.mean()).max()).astype(np.float32)
+    settings = MeasurementSettings()
+    frequencies = dominant_frequency_track(rumble, SAMPLE_RATE, settings)
+    bin_hz = SAMPLE_RATE / settings.n_fft
+    assert np.all(frequencies >= settings.min_frequency_hz - bin_hz) and np.all(frequencies <= SAMPLE_RATE / 2)
+    assert measure_clip(rumble, SAMPLE_RATE)["pitch"] == "low"
 
 
 def test_silence_has_no_events():
