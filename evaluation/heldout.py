@@ -14,10 +14,10 @@ from tqdm.auto import tqdm
 from evaluation.metrics.attributes import attribute_accuracy
 from models.base.data import MelSegmentDataset, collate_skipping_missing
 from models.tta.audio_classifier.dataset import clip_record
-from models.tta.audio_classifier.inference import load_classifier, resolve_checkpoint
+from models.tta.audio_classifier.inference import load_classifier
 from models.tta.audio_classifier.labels import CATEGORY_LABELS, category_distribution, decode_attributes
 from models.tta.text_audio.inference import load_text_audio_embedder
-from utils.checkpoint import read_checkpoint_meta
+from utils.checkpoint import read_checkpoint_meta, resolve_checkpoint
 
 RECALL_AT = (1, 5, 10)
 

@@ -20,9 +20,8 @@ import torch
 
 from evaluation.backbones import load_transformers_clap_backbone, resample_waveforms
 from evaluation.config import DEFAULT_TEXT_AUDIO
-from models.tta.audio_classifier.inference import resolve_checkpoint
 from models.tta.text_audio.inference import load_text_audio_embedder
-from utils.checkpoint import CheckpointError, read_checkpoint_meta
+from utils.checkpoint import CheckpointError, read_checkpoint_meta, resolve_checkpoint
 
 # (prompts (N), waveforms: N arrays (S_i,) or a tensor (N, S)) -> scores (N,), higher = better match.
 Scorer = Callable[[list[str], Sequence[np.ndarray] | torch.Tensor], np.ndarray]

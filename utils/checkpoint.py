@@ -228,6 +228,23 @@ def latest_valid_checkpoint(checkpoints_dir: Path | str) -> Path | None:
     return None
 
 
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A checkpoint folder (holding meta.json) as is; an experiment folder (holding checkpoints/) -> its newest
+    valid checkpoint (damaged newer ones are skipped with a warning). Raises CheckpointError otherwise."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if (path / "checkpoints").is_dir():
+        latest = latest_valid_checkpoint(path / "checkpoints")
+        if latest is None:
+            raise CheckpointError(f"{path}: no valid checkpoint in {path / 'checkpoints'}")
+        return latest
+    raise CheckpointError(
+        f"{path}: neither a checkpoint folder (with {META_FILE}) nor an experiment folder (with checkpoints/); "
+        "check the path, or train the model first"
+    )
+
+
 def prune_checkpoints(checkpoints_dir: Path | str, keep_last_n: int) -> list[Path]:
     """Delete all but the newest `keep_last_n` checkpoints (0 keeps all) and leftover staging folders;
     returns the deleted checkpoint folders."""
@@ -261,6 +278,38 @@ def save_inference_checkpoint(
     return commit_checkpoint(staging, path, {**meta, "extra": extra or {}})
 
 
+def export_inference_checkpoint(source: Path | str, destination: Path | str, *, use_ema: bool | None = None) -> Path:
+    """Write the models of the checkpoint or experiment folder `source` (its newest valid checkpoint) to the
+    inference checkpoint folder `destination`: the weights only (EMA weights where they exist, unless `use_ema`
+    is False), with the same resolved config, step and extra, and `exported_from` naming the source. Files
+    written beside the sealed checkpoint later (e.g. a VAE's latent_scale.json) come along; training state and
+    RNG states do not. This is how a trained model is shipped without its optimizer state. `destination` must
+    not exist yet."""
+    checkpoint = resolve_checkpoint(source)
+    destination = Path(destination)
+    if destination.exists():
+        raise CheckpointError(f"{destination} already exists; remove it first or choose another folder")
+    meta = read_checkpoint_meta(checkpoint)
+    staging = prepare_staging_dir(destination)
+    weights = {}
+    try:
+        for name in meta["models"]:
+            file_path = checked_weights_file(checkpoint, meta, name, use_ema=use_ema)
+            shutil.copyfile(file_path, staging / weights_file_name(name))
+            weights[name] = "ema" if file_path.name == weights_file_name(name, ema=True) else "raw"
+        sealed = {*meta["files"], META_FILE, COMPLETE_MARKER}
+        for path in sorted(checkpoint.iterdir()):
+            if path.is_file() and path.name not in sealed:
+                shutil.copyfile(path, staging / path.name)
+    except CheckpointError:
+        shutil.rmtree(staging)
+        raise
+    exported = {"kind": "inference", "step": meta["step"], "config": meta["config"], "models": meta["models"],
+                "ema_models": [], "extra": meta.get("extra", {}),
+                "exported_from": {"checkpoint": str(checkpoint), "weights": weights}}
+    return commit_checkpoint(staging, destination, exported)
+
+
 def load_model_weights(
     checkpoint_dir: Path | str, model_name: str, module: nn.Module, *, use_ema: bool | None = None
 ) -> Path:
@@ -270,7 +319,16 @@ def load_model_weights(
     use_ema: None takes the EMA weights when the checkpoint has them, True requires them, False takes the raw
     training weights."""
     checkpoint_dir = Path(checkpoint_dir)
-    meta = read_checkpoint_meta(checkpoint_dir)
+    file_path = checked_weights_file(checkpoint_dir, read_checkpoint_meta(checkpoint_dir), model_name, use_ema=use_ema)
+    load_module_tensors(module, load_file(str(file_path)), source=str(file_path))
+    return file_path
+
+
+def checked_weights_file(
+    checkpoint_dir: Path, meta: dict[str, Any], model_name: str, *, use_ema: bool | None = None
+) -> Path:
+    """The weights file of `model_name` in a checkpoint with meta.json `meta`, after checking its checksum
+    (use_ema as in `load_model_weights`)."""
     if model_name not in meta.get("models", []):
         raise CheckpointError(f"{checkpoint_dir}: no model {model_name!r}; it holds {meta.get('models')}")
     has_ema = model_name in meta.get("ema_models", [])
@@ -279,5 +337,4 @@ def load_model_weights(
     file_path = checkpoint_dir / weights_file_name(model_name, ema=has_ema if use_ema is None else use_ema)
     if _file_record(file_path, fsync=False)["sha256"] != meta["files"][file_path.name]["sha256"]:
         raise CheckpointError(f"{file_path} does not match its sha256 checksum")
-    load_module_tensors(module, load_file(str(file_path)), source=str(file_path))
     return file_path

@@ -31,8 +31,7 @@ from evaluation.ranking import RankerSpec, Scorer, load_ranker, resolve_ranker  
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import SCHEDULERS  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
-from models.tta.autoencoderkl.loading import resolve_checkpoint  # noqa: E402
-from utils.checkpoint import CheckpointError, read_checkpoint_meta  # noqa: E402
+from utils.checkpoint import CheckpointError, read_checkpoint_meta, resolve_checkpoint  # noqa: E402
 from utils.config import ConfigError, validate  # noqa: E402
 from utils.outputs import check_generation_args, read_prompts, save_generation  # noqa: E402
 from utils.precision import AUTOCAST_DTYPES, PRECISION_CHOICES, resolve_precision  # noqa: E402

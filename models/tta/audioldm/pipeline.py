@@ -23,11 +23,10 @@ from models.tta.audioldm.sampling import sample_latents
 from models.tta.audioldm.stage1 import load_frozen_autoencoder
 from models.tta.audioldm.text_states import encode_texts, pad_to_length
 from models.tta.audioldm.unet import AudioLDMUNet
-from models.tta.autoencoderkl.loading import resolve_checkpoint
 from models.tta.autoencoderkl.model import AutoencoderKL
 from models.tta.vocoders import load_vocoder
 from utils.audio import MelConfig
-from utils.checkpoint import CheckpointError, META_FILE, load_model_weights, read_checkpoint_meta
+from utils.checkpoint import CheckpointError, META_FILE, load_model_weights, read_checkpoint_meta, resolve_checkpoint
 from utils.config import ConfigError, validate
 
 # Name of the denoising UNet in stage-2 checkpoints (`AudioLDMTrainer.build_models`).

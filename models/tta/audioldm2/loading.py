@@ -22,8 +22,7 @@ from models.tta.audioldm2.config import AudioLDM2Experiment
 from models.tta.audioldm2.convert import MODEL_TYPE, ConvertedAudioLDM2, load_converted_audioldm2
 from models.tta.audioldm2.pipeline import AudioLDM2Pipeline
 from models.tta.audioldm2.text_conditioning import AudioLDM2TextConditioner, load_audioldm2_conditioner
-from models.tta.autoencoderkl.loading import resolve_checkpoint
-from utils.checkpoint import META_FILE, CheckpointError, load_model_weights, read_checkpoint_meta
+from utils.checkpoint import META_FILE, CheckpointError, load_model_weights, read_checkpoint_meta, resolve_checkpoint
 from utils.config import ConfigError, validate
 
 

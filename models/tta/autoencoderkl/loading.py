@@ -18,9 +18,9 @@ from models.tta.autoencoderkl.model import AutoencoderKL
 from utils.checkpoint import (
     META_FILE,
     CheckpointError,
-    latest_valid_checkpoint,
     load_model_weights,
     read_checkpoint_meta,
+    resolve_checkpoint,
     weights_file_name,
 )
 from utils.config import validate
@@ -28,21 +28,6 @@ from utils.config import validate
 # Name of the VAE in this stage's checkpoints (`AutoencoderKLTrainer.build_models`).
 VAE_NAME = "vae"
 _MODEL_TYPE = "AutoencoderKL"
-
-
-def resolve_checkpoint(path: Path | str) -> Path:
-    """A checkpoint folder (holding meta.json) as is; an experiment folder (holding checkpoints/) -> its newest
-    valid checkpoint (damaged newer ones are skipped with a warning). Raises CheckpointError otherwise."""
-    path = Path(path)
-    if (path / META_FILE).is_file():
-        return path
-    if (path / "checkpoints").is_dir():
-        latest = latest_valid_checkpoint(path / "checkpoints")
-        if latest is None:
-            raise CheckpointError(f"{path}: no valid checkpoint in {path / 'checkpoints'}")
-        return latest
-    raise CheckpointError(f"{path}: neither a checkpoint folder (with {META_FILE}) nor an experiment folder "
-                          f"(with checkpoints/)")
 
 
 def read_experiment_config(checkpoint: Path) -> AutoencoderKLExperiment:

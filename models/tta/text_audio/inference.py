@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from models.text_encoder import FrozenTextEncoder, load_text_encoder
-from models.tta.audio_classifier.inference import resolve_checkpoint
 from models.tta.text_audio.config import SentenceEncoderConfig, TextAudioModelConfig, build_text_audio_model
 from models.tta.text_audio.model import TextAudioModel
 from utils.audio import LogMelSpectrogram, MelConfig, build_log_mel
-from utils.checkpoint import META_FILE, load_model_weights, read_checkpoint_meta
+from utils.checkpoint import META_FILE, load_model_weights, read_checkpoint_meta, resolve_checkpoint
 from utils.config import ConfigError, validate
 
 # Name of the model in the TextAudio stage's checkpoints (`TextAudioTrainer.build_models`).

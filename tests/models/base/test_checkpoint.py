@@ -1,4 +1,5 @@
-"""utils.checkpoint: weights files, atomic folders, damage detection, fallback, pruning, inference checkpoints."""
+"""utils.checkpoint: weights files, atomic folders, damage detection, fallback, pruning, inference checkpoints,
+export."""
 
 import json
 import logging
@@ -8,10 +9,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from bins.tta import export_checkpoint
 from utils.checkpoint import (
     CheckpointError,
     checkpoint_name,
     commit_checkpoint,
+    export_inference_checkpoint,
     latest_valid_checkpoint,
     list_checkpoints,
     load_model_weights,
@@ -20,6 +23,7 @@ from utils.checkpoint import (
     prepare_staging_dir,
     prune_checkpoints,
     read_checkpoint_meta,
+    resolve_checkpoint,
     save_inference_checkpoint,
     save_tensors,
     validate_checkpoint,
@@ -164,6 +168,76 @@ def test_load_model_weights_prefers_ema_when_present(tmp_path):
     assert model.weight.item() == 2.0
     assert load_model_weights(final, "net", model, use_ema=False).name == "net.safetensors"
     assert model.weight.item() == 1.0
+
+
+def write_training_checkpoint_with_ema(checkpoints_dir, step):
+    """A training checkpoint of one Linear(1, 1) "net": raw weights 1, EMA weights 2, training state, and a
+    latent_scale.json added after it was sealed."""
+    final = checkpoints_dir / checkpoint_name(step)
+    staging = prepare_staging_dir(final)
+    save_tensors({"weight": torch.ones(1, 1), "bias": torch.ones(1)}, staging / "net.safetensors")
+    save_tensors({"weight": torch.full((1, 1), 2.0), "bias": torch.full((1,), 2.0)}, staging / "net.ema.safetensors")
+    torch.save({"optimizer": {"lr": 1.0}}, staging / "training_state.pt")
+    commit_checkpoint(staging, final, {"kind": "training", "step": step, "config": {"a": 1}, "models": ["net"],
+                                       "ema_models": ["net"], "extra": {"scale": 0.5}})
+    (final / "latent_scale.json").write_text('{"scale_factor": 0.5}')
+    return final
+
+
+def test_resolve_checkpoint_takes_the_newest_valid_one_of_an_experiment(tmp_path):
+    write_checkpoint(tmp_path / "exp" / "checkpoints", 5)
+    newest = write_checkpoint(tmp_path / "exp" / "checkpoints", 9)
+    assert resolve_checkpoint(tmp_path / "exp") == newest
+    assert resolve_checkpoint(newest) == newest
+    with pytest.raises(CheckpointError, match="neither a checkpoint folder"):
+        resolve_checkpoint(tmp_path / "nothing")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="no valid checkpoint"):
+        resolve_checkpoint(tmp_path / "empty")
+
+
+def test_export_keeps_the_ema_weights_config_and_late_files_but_no_training_state(tmp_path):
+    write_training_checkpoint_with_ema(tmp_path / "exp" / "checkpoints", 1)
+    source = write_training_checkpoint_with_ema(tmp_path / "exp" / "checkpoints", 3)
+    exported = export_inference_checkpoint(tmp_path / "exp", tmp_path / "shipped")
+    meta = read_checkpoint_meta(exported)
+    assert meta["kind"] == "inference" and meta["step"] == 3 and meta["config"] == {"a": 1}
+    assert meta["extra"] == {"scale": 0.5} and meta["ema_models"] == []
+    assert meta["exported_from"] == {"checkpoint": str(source), "weights": {"net": "ema"}}
+    assert sorted(path.name for path in exported.iterdir()) == [
+        "complete", "latent_scale.json", "meta.json", "net.safetensors"]
+    model = nn.Linear(1, 1)
+    assert load_model_weights(exported, "net", model).name == "net.safetensors"
+    assert model.weight.item() == 2.0 and model.bias.item() == 2.0
+    raw = export_inference_checkpoint(source, tmp_path / "raw", use_ema=False)
+    load_model_weights(raw, "net", model)
+    assert model.weight.item() == 1.0
+    assert read_checkpoint_meta(raw)["exported_from"]["weights"] == {"net": "raw"}
+
+
+def test_export_refuses_an_existing_destination_and_damaged_weights_writing_nothing(tmp_path):
+    source = write_training_checkpoint_with_ema(tmp_path / "checkpoints", 3)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep")
+    with pytest.raises(CheckpointError, match="already exists"):
+        export_inference_checkpoint(source, tmp_path / "taken")
+    assert [path.name for path in (tmp_path / "taken").iterdir()] == ["mine.txt"]
+    weights = source / "net.ema.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    with pytest.raises(CheckpointError, match="does not match its sha256"):
+        export_inference_checkpoint(source, tmp_path / "shipped")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoints", "taken"]
+
+
+def test_export_command_reports_what_it_wrote_and_exits_2_on_bad_input(tmp_path, capsys):
+    write_training_checkpoint_with_ema(tmp_path / "exp" / "checkpoints", 3)
+    assert export_checkpoint.main([str(tmp_path / "exp"), str(tmp_path / "shipped")]) == 0
+    assert "exported step 3" in capsys.readouterr().out and (tmp_path / "shipped" / "complete").is_file()
+    assert export_checkpoint.main([str(tmp_path / "exp"), str(tmp_path / "shipped")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert export_checkpoint.main([str(tmp_path / "missing"), str(tmp_path / "other")]) == 2
+    assert "neither a checkpoint folder" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_write_json_atomic(tmp_path):

@@ -5,8 +5,8 @@ import torch
 from diffusers import AutoencoderKL as DiffusersAutoencoderKL
 
 from models.tta.autoencoderkl.config import AutoencoderKLModelConfig, build_autoencoder
-from models.tta.autoencoderkl.loading import load_vae, resolve_checkpoint
-from utils.checkpoint import CheckpointError, save_inference_checkpoint
+from models.tta.autoencoderkl.loading import load_vae
+from utils.checkpoint import CheckpointError, resolve_checkpoint, save_inference_checkpoint
 
 
 def test_diffusers_vae_folder_or_its_pipeline_folder(tmp_path):
