@@ -7,9 +7,9 @@
 | "transformers_clap" | yes (FD)         | no               | no           | yes (CLAP score) | a CLAP folder  |
 | "vggish"            | not available in this project (see `UNAVAILABLE_BACKBONES`)                         |
 
-"ours" is the AudioClassifier trained by `egs/tta/evaluation` (a checkpoint or experiment folder; the resolved
-config in its meta.json rebuilds the model and its mel front end); it also gives attribute-head logits for
-attribute adherence. "panns_cnn14" reproduces AudioLDM's protocol (FD on the 2048-d embedding, KL and IS on the AudioSet logits).
+"ours" is the AudioClassifier trained by `egs/tta/evaluation` (the committed one in pretrained/evaluation/, or
+any checkpoint or experiment folder; the resolved config in its meta.json rebuilds the model and its mel front
+end); it also gives attribute-head logits for attribute adherence. "panns_cnn14" reproduces AudioLDM's protocol (FD on the 2048-d embedding, KL and IS on the AudioSet logits).
 Numbers from different backbones are not comparable with each other, nor with papers that used another one.
 Everything is local: nothing is downloaded.
 """

@@ -5,9 +5,10 @@ A `JointEmbedding` is either our contrastive model (`models.tta.text_audio`, tra
 or a local transformers CLAP; both give unit-norm text and audio embeddings whose cosine is the score.
 
 A ranker spec (the `--ranker` flag, `inference.ranker` in config) names one: "ours:<TextAudio checkpoint or
-experiment folder>", "clap:<local CLAP folder>", "none", or "auto": our built-in model
-(`exp/text_audio_builtin`, relative to the working directory) when there is more than one candidate per prompt
-and it has been trained, else no ranking. Nothing is downloaded.
+experiment folder>", "clap:<local CLAP folder>", "none", or "auto": the committed built-in model
+(`pretrained/evaluation/text_audio_builtin`, relative to the working directory) when there is more than one
+candidate per prompt and that folder is there, else no ranking. It knows only the built-in dataset's sounds; for
+other data name a CLAP. Nothing is downloaded.
 """
 
 from collections import defaultdict
@@ -156,8 +157,9 @@ def resolve_ranker(
         return None, ""
     if not Path(builtin).exists():
         return None, (
-            f"candidates stay in generation order: the built-in text–audio model {builtin} is not trained "
-            "(sh egs/tta/evaluation/run_train.sh); pass --ranker ours:<path> or clap:<path> to rank them"
+            f"candidates stay in generation order: the built-in text–audio model {builtin} is missing (run from "
+            "the repository root, or train one: sh egs/tta/evaluation/run_train.sh); pass --ranker ours:<path> or "
+            "clap:<path> to rank them"
         )
     try:
         ranker = parse_ranker(f"ours:{builtin}")

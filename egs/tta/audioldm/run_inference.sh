@@ -10,8 +10,9 @@
 #
 # --ranker orders each prompt's candidates best first (files <stem>_0 ... <stem>_<K-1>, score and rank in their
 # JSON), within that prompt only: ours:DIR is a text–audio experiment (sh egs/tta/evaluation/run_train.sh),
-# clap:DIR a local transformers CLAP folder, none keeps generation order; the default, auto, ranks with
-# exp/text_audio_builtin when K > 1 and it is trained, else keeps generation order and says so.
+# clap:DIR a local transformers CLAP folder, none keeps generation order; the default, auto, ranks with the
+# committed built-in model pretrained/evaluation/text_audio_builtin when K > 1 (it knows only the built-in
+# dataset's sounds), else keeps generation order and says so.
 # --checkpoint defaults to the built-in recipe's experiment folder (exp/audioldm_builtin). Each flag and its
 # value reach bins/tta/inference.py as separate, quoted arguments, so multi-word prompts stay whole. POSIX sh:
 # runs under sh (dash) and bash, from any directory (paths are relative to the repository root).

@@ -1,10 +1,10 @@
 #!/bin/sh
 # The whole recipe on the built-in data, on a CPU: build the data, train the VAE, the vocoder and the latent
-# diffusion model, train the evaluation models, generate audio for the prompts in prompts.txt and for the test
-# split's captions (seen and held-out attribute combinations), and evaluate real, reconstructed (VAE + vocoder)
-# and generated test clips.
+# diffusion model, generate audio for the prompts in prompts.txt and for the test split's captions (seen and
+# held-out attribute combinations), and evaluate real, reconstructed (VAE + vocoder) and generated test clips
+# with the committed evaluation models (pretrained/evaluation/: one fixed evaluator, so that runs compare).
 #
-#   sh egs/tta/quickstart/run.sh [--large]
+#   sh egs/tta/quickstart/run.sh [--large] [--train_eval_models]
 #
 # Every stage resumes: re-running after an interruption continues where it stopped, and finished stages are
 # quick no-ops. Outputs go to exp/quickstart/: samples/ and generated/ (wav, spectrogram PNG and settings JSON
@@ -14,7 +14,9 @@
 # the real test mels); TensorBoard logs are in each stage's logs/ folder (tensorboard --logdir exp).
 # --large trains the recipes' longer CPU configs instead of the quickstart ones (autoencoderkl/exp_config_debug.json,
 # hifigan/exp_config_vocos_cpu.json, audioldm/exp_config.json: stage 2 for 2000 steps), with outputs in
-# exp/quickstart_large/. POSIX sh: runs under sh (dash) and bash.
+# exp/quickstart_large/. --train_eval_models also trains the evaluation models anew (egs/tta/evaluation/run_train.sh,
+# into exp/audio_classifier_builtin and exp/text_audio_builtin: about 15 minutes on 2 cores) and evaluates with
+# them instead. POSIX sh: runs under sh (dash) and bash.
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
@@ -28,6 +30,8 @@ out=exp/quickstart
 vae_exp=exp/quickstart/autoencoderkl
 vocoder_exp=exp/quickstart/vocoder
 ldm_exp=exp/quickstart/audioldm
+eval_config=egs/tta/evaluation/eval_config.json
+train_eval_models=0
 for arg in "$@"; do
     case $arg in
         --large)
@@ -38,6 +42,10 @@ for arg in "$@"; do
             vae_exp=exp/autoencoderkl_debug
             vocoder_exp=exp/vocos_cpu
             ldm_exp=exp/audioldm_builtin
+            ;;
+        --train_eval_models)
+            train_eval_models=1
+            eval_config=egs/tta/evaluation/eval_config_retrained.json
             ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
@@ -69,7 +77,11 @@ stage 4 "stage 2: text-conditioned latent diffusion"
 sh egs/tta/audioldm/run_train.sh --config "$ldm_config" --resume
 
 stage 5 "evaluation models (audio classifier, text-audio model)"
-sh egs/tta/evaluation/run_train.sh
+if [ "$train_eval_models" = 1 ]; then
+    sh egs/tta/evaluation/run_train.sh
+else
+    echo "using the committed ones in pretrained/evaluation/ (--train_eval_models trains them anew)"
+fi
 
 stage 6 "generate audio: $quick/prompts.txt, and the test split's captions"
 # One clip per listening prompt; then one clip per test caption for the evaluation of stage 7 (the test split
@@ -98,6 +110,6 @@ done
 "$python" bins/tta/evaluate.py reconstruction --vae "$vae_exp" --vocoder "$vocoder_exp" --config "$ldm_config" \
     --split test --save_audio "$out/reconstructed" --output "$out/reconstruction_metrics.json" > /dev/null
 sh egs/tta/evaluation/run_evaluate.sh --clips "real=$out/real" --clips "reconstructed=$out/reconstructed" \
-    --clips "generated=$out/generated" --output_dir "$out"
+    --clips "generated=$out/generated" --config "$eval_config" --output_dir "$out"
 echo
 echo "done: audio and spectrograms in $out/samples and $out/generated, metrics in $out/generation_metrics.md"
