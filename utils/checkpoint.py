@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +274,13 @@ def save_inference_checkpoint(
     staging = prepare_staging_dir(path)
     for name, module in models.items():
         save_tensors(module_tensors(module), staging / weights_file_name(name))
-    meta = {"kind": "inference", "step": step, "config": config, "models": sorted(models), "ema_models": []}
-    return commit_checkpoint(staging, path, {**meta, "extra": extra or {}})
+    return commit_checkpoint(staging, path, _inference_meta(step=step, config=config, models=models, extra=extra))
+
+
+def _inference_meta(*, step: int, config: dict[str, Any], models: Iterable[str], extra: dict[str, Any] | None) -> dict:
+    """meta.json of an inference checkpoint, before its file list: no EMA models, no training state."""
+    return {"kind": "inference", "step": step, "config": config, "models": sorted(models), "ema_models": [],
+            "extra": extra or {}}
 
 
 def export_inference_checkpoint(source: Path | str, destination: Path | str, *, use_ema: bool | None = None) -> Path:
@@ -301,12 +306,11 @@ def export_inference_checkpoint(source: Path | str, destination: Path | str, *, 
         for path in sorted(checkpoint.iterdir()):
             if path.is_file() and path.name not in sealed:
                 shutil.copyfile(path, staging / path.name)
-    except CheckpointError:
+    except (CheckpointError, OSError):
         shutil.rmtree(staging)
         raise
-    exported = {"kind": "inference", "step": meta["step"], "config": meta["config"], "models": meta["models"],
-                "ema_models": [], "extra": meta.get("extra", {}),
-                "exported_from": {"checkpoint": str(checkpoint), "weights": weights}}
+    exported = _inference_meta(step=meta["step"], config=meta["config"], models=meta["models"], extra=meta.get("extra"))
+    exported["exported_from"] = {"checkpoint": str(checkpoint), "weights": weights}
     return commit_checkpoint(staging, destination, exported)
 
 
