@@ -20,6 +20,8 @@ MR_STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
 LSD_POWER_FLOOR = 1e-10
 # Floor on STFT magnitude before the log in the MR-STFT distance (Parallel WaveGAN's value).
 MR_STFT_MAGNITUDE_FLOOR = 1e-7
+# Floor on the RMS before dB in the level difference: -100 dBFS, so a silent clip has a finite level.
+LEVEL_RMS_FLOOR = 1e-5
 # SSIM constants of Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03.
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -155,6 +157,19 @@ def multi_resolution_stft_distance(
     return float((totals / len(resolutions)).mean())
 
 
+def level_difference_db(reference_waveform: ArrayLike, estimated_waveform: ArrayLike) -> float:
+    """Mean over clips of 20 log10(RMS(estimate) / RMS(reference)), in dB, each RMS floored at 1e-5 (-100 dBFS).
+
+    0 when every reconstruction keeps its clip's level, negative when they come out quieter (-6.02 for half the
+    amplitude). Signed, unlike the distances: it shows a loss of loudness that the log-spectral metrics spread
+    over every bin, and loudness is an attribute prompts ask for."""
+    reference, estimate = _paired(reference_waveform, estimated_waveform, 2, "waveforms")
+    reference_db, estimate_db = (
+        20.0 * torch.log10(side.square().mean(dim=1).sqrt().clamp(min=LEVEL_RMS_FLOOR)) for side in (reference, estimate)
+    )
+    return float((estimate_db - reference_db).mean())
+
+
 def mel_reconstruction_metrics(reference_mel: ArrayLike, estimated_mel: ArrayLike) -> dict[str, float]:
     """All log-mel metrics for (B, n_mels, frames) pairs, e.g. a VAE's input and output mels."""
     return {
@@ -169,7 +184,7 @@ def waveform_reconstruction_metrics(
     reference_waveform: ArrayLike, estimated_waveform: ArrayLike, *, log_mel: LogMelSpectrogram
 ) -> dict[str, float]:
     """All metrics for waveform pairs (B, S) at the front end's sample rate: the log-mel ones on `log_mel`'s
-    mels, plus `lsd` and `mr_stft`."""
+    mels, plus `lsd`, `mr_stft` and `level_db` (`level_difference_db`)."""
     reference, estimate = _paired(reference_waveform, estimated_waveform, 2, "waveforms")
     with torch.no_grad():
         reference_mel, estimated_mel = log_mel(reference.float()), log_mel(estimate.float())
@@ -177,4 +192,5 @@ def waveform_reconstruction_metrics(
         **mel_reconstruction_metrics(reference_mel, estimated_mel),
         "lsd": log_spectral_distance(reference, estimate),
         "mr_stft": multi_resolution_stft_distance(reference, estimate),
+        "level_db": level_difference_db(reference, estimate),
     }

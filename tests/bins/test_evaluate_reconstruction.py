@@ -25,7 +25,7 @@ from tests.models.tta.autoencoderkl.tiny_recipe import (
 )
 
 MEL_KEYS = {"mel_l1", "mel_l2", "mel_lsd", "mel_psnr", "mel_ssim"}
-WAVEFORM_KEYS = {"lsd", "mr_stft", "mel_l1", "mel_l2", "mel_psnr", "mel_ssim"}
+WAVEFORM_KEYS = {"lsd", "mr_stft", "level_db", "mel_l1", "mel_l2", "mel_psnr", "mel_ssim"}
 
 
 @pytest.fixture(scope="module", autouse=True)

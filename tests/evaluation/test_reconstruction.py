@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from evaluation.metrics.reconstruction import (
+    level_difference_db,
     log_spectral_distance,
     mel_l1,
     mel_l2,
@@ -63,6 +64,17 @@ def test_multi_resolution_stft_distance_is_zero_for_identical_and_grows_with_noi
     assert 0 < distances[0] < distances[1] < distances[2]
 
 
+def test_level_difference_is_zero_for_identical_and_measures_a_gain(waveform):
+    assert level_difference_db(waveform, waveform) == 0.0
+    # Half the amplitude is 20 log10(0.5) = -6.02 dB for each clip; twice the amplitude of one clip only, +3.01 mean.
+    assert level_difference_db(waveform, 0.5 * waveform) == pytest.approx(20 * math.log10(0.5))
+    louder_first = torch.cat([2.0 * waveform[:1], waveform[1:]])
+    assert level_difference_db(waveform, louder_first) == pytest.approx(20 * math.log10(2.0) / waveform.shape[0])
+    # Digital silence is floored at -100 dBFS, not minus infinity.
+    silence = torch.zeros_like(waveform)
+    assert math.isfinite(level_difference_db(waveform, silence)) and level_difference_db(waveform, silence) < -40
+
+
 def test_mel_metrics_on_identical_and_noisy_mels(waveform, log_mel):
     mel = log_mel(waveform)
     assert mel_l1(mel, mel) == 0.0 and mel_l2(mel, mel) == 0.0
@@ -99,6 +111,6 @@ def test_length_mismatch_trims_to_the_shorter(waveform, log_mel):
 def test_waveform_reconstruction_metrics_report_every_metric(waveform, log_mel):
     # One clip as 1-D numpy arrays, the way a caller holding two wav files would pass it.
     metrics = waveform_reconstruction_metrics(waveform[0].numpy(), _noisy(waveform, 0.01)[0].numpy(), log_mel=log_mel)
-    assert set(metrics) == {"mel_l1", "mel_l2", "mel_psnr", "mel_ssim", "lsd", "mr_stft"}
+    assert set(metrics) == {"mel_l1", "mel_l2", "mel_psnr", "mel_ssim", "lsd", "mr_stft", "level_db"}
     assert all(math.isfinite(value) for value in metrics.values())
     assert metrics["mel_ssim"] < 1.0 and metrics["lsd"] > 0
