@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"level_by_family.py: {folder} is not a folder", file=sys.stderr)
             return 2
-    print(f"{'folder':40s} {'group':10s} {'clips':>5s} {'reference dBFS':>14s} {'clip dBFS':>9s} {'difference dB':>13s}")
+    header = ("folder", "group", "clips", "reference dBFS", "clip dBFS", "difference dB")
+    print(f"{header[0]:40s} {header[1]:10s} {header[2]:>5s} {header[3]:>14s} {header[4]:>9s} {header[5]:>13s}")
     for folder in args.reconstruction_dirs:
         pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
         missing = 0

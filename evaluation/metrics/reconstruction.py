@@ -165,7 +165,8 @@ def level_difference_db(reference_waveform: ArrayLike, estimated_waveform: Array
     over every bin, and loudness is an attribute prompts ask for."""
     reference, estimate = _paired(reference_waveform, estimated_waveform, 2, "waveforms")
     reference_db, estimate_db = (
-        20.0 * torch.log10(side.square().mean(dim=1).sqrt().clamp(min=LEVEL_RMS_FLOOR)) for side in (reference, estimate)
+        20.0 * torch.log10(side.square().mean(dim=1).sqrt().clamp(min=LEVEL_RMS_FLOOR))
+        for side in (reference, estimate)
     )
     return float((estimate_db - reference_db).mean())
 

@@ -76,9 +76,10 @@ class MelSegmentDataset(EpochSeededDataset):
     """Log-mel segments for the VAE and diffusion stages.
 
     Item: {"mel": (1, segment_frames, n_mels), "mask": (1, segment_frames, 1) with 0 on padded frames,
-    "caption": str, "uid": str}, or None when the mel file is missing or unreadable (warned; the collate function
-    drops and counts it). With `random_crop` the crop offset and the caption (out of all captions of the clip) are
-    random; otherwise the first `segment_frames` frames and the first caption.
+    "caption": str, "uid": str, "offset": int (the crop's first frame in the clip)}, or None when the mel file is
+    missing or unreadable (warned; the collate function drops and counts it). With `random_crop` the crop offset
+    and the caption (out of all captions of the clip) are random; otherwise the first `segment_frames` frames and
+    the first caption.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class MelSegmentDataset(EpochSeededDataset):
             "mask": torch.from_numpy(mask)[None, :, None],
             "caption": caption,
             "uid": record.uid,
+            "offset": offset,
         }
 
 

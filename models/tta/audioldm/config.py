@@ -24,15 +24,20 @@ def _require(condition: bool, message: str) -> None:
 @dataclass
 class DataConfig:
     """Training data: `datasets` under `preprocess.processed_dir` (empty = just `preprocess.dataset`), cropped
-    (randomly in training, from the start in validation) or padded to `segment_frames` mel frames."""
+    (randomly in training, from the start in validation) or padded to `segment_frames` mel frames.
+
+    `latent_cache_mb` > 0 keeps the frozen VAE's posterior of every crop in that much host memory per training
+    process (`models.tta.audioldm.posterior_cache`), so crops seen before skip the encoder; 0 encodes every batch."""
 
     datasets: list[str] = field(default_factory=list)
     segment_frames: int = 1024
     train_split: str = "train"
     valid_split: str = "valid"
+    latent_cache_mb: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.segment_frames > 0, f"data.segment_frames must be > 0, got {self.segment_frames}")
+        _require(self.latent_cache_mb >= 0, f"data.latent_cache_mb must be >= 0, got {self.latent_cache_mb}")
 
 
 @dataclass

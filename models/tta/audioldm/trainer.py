@@ -1,6 +1,7 @@
 """Stage-2 trainer: text-conditioned latent diffusion on a frozen VAE's scaled latents.
 
-Per batch: encode the mels with the frozen VAE (posterior mean, or a sample), multiply by the latent scale
+Per batch: encode the mels with the frozen VAE (posterior mean, or a sample; with `data.latent_cache_mb` each crop's
+posterior is encoded once and kept, `models.tta.audioldm.posterior_cache`), multiply by the latent scale
 factor, mark captions as unconditional with probability `diffusion.caption_dropout` (classifier-free guidance, Ho
 & Salimans 2022), and regress the UNet on ε or v at uniformly drawn timesteps, ignoring latent frames that are
 only padding. Validation measures the loss at fixed timesteps with noise fixed per clip, and samples audio for
@@ -25,6 +26,7 @@ from models.text_encoder import TextEmbeddingCache, load_text_encoder
 from models.tta.audioldm.config import AudioLDMExperiment
 from models.tta.audioldm.diffusion import Denoiser
 from models.tta.audioldm.pipeline import UNET_NAME, AudioLDMPipeline, build_unet
+from models.tta.audioldm.posterior_cache import PosteriorCache
 from models.tta.audioldm.stage1 import load_frozen_autoencoder
 from models.tta.audioldm.text_states import EncoderConditioning, TextConditioning
 from models.tta.autoencoderkl.latent_scale import latent_frame_mask
@@ -53,6 +55,8 @@ class AudioLDMTrainer(Trainer):
         self._conditioning: TextConditioning | None = None
         self._train_denoiser: Denoiser | None = None
         self._vocoder: nn.Module | None = None
+        cache_mb = config.data.latent_cache_mb
+        self._posterior_cache = PosteriorCache(cache_mb) if cache_mb > 0 else None
         super().__init__(config, exp_dir, resolved_config)
 
     # --------------------------------------------------------------------------------------------- hooks
@@ -197,8 +201,13 @@ class AudioLDMTrainer(Trainer):
     @torch.no_grad()
     def _latents(self, batch: dict, *, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled VAE latents (B, C, T/r, F/r) of the batch's mels and their frame mask (B, 1, T/r, 1): a latent
-        frame counts when every mel frame under it is real."""
-        posterior = self._autoencoder.encode(batch["mel"])
+        frame counts when every mel frame under it is real. With `data.latent_cache_mb`, the posterior of a crop
+        seen before comes from the cache."""
+        if self._posterior_cache is None:
+            posterior = self._autoencoder.encode(batch["mel"])
+        else:
+            keys = list(zip(batch["uid"], batch["offset"], strict=True))
+            posterior = self._posterior_cache.encode(self._autoencoder, batch["mel"], keys)
         latents = posterior.sample() if sample else posterior.mode()
         factor = self._autoencoder.downsample_factor
         mask = latent_frame_mask(batch["mask"], latent_frames=latents.shape[2], factor=factor)
