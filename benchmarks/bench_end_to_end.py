@@ -34,7 +34,6 @@ Results go to `--output`: each part rewrites its own section and keeps the other
 import argparse
 import gc
 import os
-import platform
 import statistics
 import sys
 import time
@@ -67,6 +66,7 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.audioldm.diffusion import build_scheduler  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
 from models.tta.audioldm.sampling import sample_latents  # noqa: E402
@@ -204,7 +204,7 @@ def describe(name: str, result: dict) -> str:
 def header(args: argparse.Namespace) -> str:
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"torch {torch.__version__}, {describe_cpu()}, {args.threads} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average at the end {load}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )

@@ -23,7 +23,6 @@ after `--warmup` untimed ones; CPU time is reported too (robust when other proce
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from models.tta.audioldm.diffusion import Denoiser, NoiseScheduleConfig  # noqa:
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
 
 DEBUG_CONFIG = REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json"
 FULL_UNET = dict(
@@ -128,7 +128,7 @@ def main() -> None:
         f"of {args.steps} steps after {args.warmup} warm-up; one process per row.",
         f"    python benchmarks/bench_ldm_train.py --sizes {args.sizes} --steps {args.steps} --warmup {args.warmup} "
         f"--threads {args.threads}",
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"machine: {describe_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}",
         "",
         f"{'size':<8} {'params':>8} {'batch':>5} {'latent':>12} {'precision':<9} {'ckpt':<4} {'samples/s':>9} "

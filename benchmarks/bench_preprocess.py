@@ -13,7 +13,6 @@
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import torch  # noqa: E402
 from preprocessors.config import PreprocessConfig, SourceConfig  # noqa: E402
 from preprocessors.pipeline import run_preprocess  # noqa: E402
 from utils.audio import MelConfig, build_log_mel, compute_log_mel  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
 
 CLIP_SECONDS = 10.0
 SOURCE_RATE = 44100
@@ -137,7 +137,7 @@ def main() -> None:
 
     header = [
         "bench_preprocess.py — " + time.strftime("%Y-%m-%d %H:%M"),
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"machine: {describe_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"load average before {os.getloadavg()[0]:.1f}",
     ]
     lines = header + [""] + bench_mel(args.mel_clips, args.batch, max(3, args.repeats)) + [""]

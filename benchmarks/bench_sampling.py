@@ -1,7 +1,7 @@
 """Stage-2 sampling speed on the CPU: seconds per guided sampling step and per 10 s clip, fp32 and bf16, for the
-built-in debug UNet and the full-size (AudioLDM, t5-base width) UNet.
+built-in debug UNet, the quickstart UNet and the full-size (AudioLDM, t5-base width) UNet.
 
-    python benchmarks/bench_sampling.py [--steps 3] [--clip_steps 25] [--threads 2] [--sizes debug,full]
+    python benchmarks/bench_sampling.py [--steps 3] [--clip_steps 25] [--threads 2] [--sizes debug,quickstart,full]
         [--output benchmarks/results/sampling.txt]
 
 Random weights (speed does not depend on them) and random text states of 20 tokens stand in for the trained
@@ -14,7 +14,6 @@ with the machine's load average, since the machine may be shared.
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,11 @@ from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.sampling import sample_latents  # noqa: E402
 from models.tta.autoencoderkl.model import AutoencoderKL  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
 
 CONFIGS = {
     "debug": REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json",
+    "quickstart": REPO_ROOT / "egs" / "tta" / "quickstart" / "audioldm.json",
     "full": REPO_ROOT / "config" / "audioldm.json",
 }
 CLIP_SECONDS = 10.0
@@ -97,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     header = [
-        f"bench_sampling: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"bench_sampling: torch {torch.__version__}, {describe_cpu()}, "
         f"{args.threads} threads, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}",
     ]
     lines = header

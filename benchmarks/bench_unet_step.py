@@ -58,6 +58,7 @@ from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from diffusers import AudioLDM2UNet2DConditionModel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.audioldm.sampling import weights_held_in  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from models.tta.audioldm.unet_key_map import (  # noqa: E402
@@ -210,13 +211,6 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096), repea
     return best_wall, best_cpu
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def report_precision(
     label: str,
     walls: dict[str, list[float]],
@@ -292,7 +286,7 @@ def main() -> None:
 
     lines = [
         f"bench_unet_step.py — {time.strftime('%Y-%m-%d %H:%M')}",
-        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, {args.threads} torch threads; torch {torch.__version__}, "
+        f"machine: {describe_cpu()}, {os.cpu_count()} CPUs, {args.threads} torch threads; torch {torch.__version__}, "
         f"diffusers {diffusers.__version__}",
         f"load average at start {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f} (other processes may "
         "share the cores: compare the paired ratios and CPU times more than absolute wall times)",

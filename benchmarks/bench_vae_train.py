@@ -14,7 +14,6 @@ timed train steps, after `--warmup` untimed ones. The load average is printed: t
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ import torch  # noqa: E402
 from models.tta.autoencoderkl.config import AutoencoderKLExperiment  # noqa: E402
 from models.tta.autoencoderkl.trainer import AutoencoderKLTrainer  # noqa: E402
 from utils.config import config_to_dict, load_config  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
 
 FULL_CONFIG = REPO_ROOT / "config/autoencoderkl.json"
 FRAMES = 1024
@@ -102,16 +102,6 @@ def run_worker(precision: str, batch_size: int, steps: int, warmup: int) -> dict
     }
 
 
-def cpu_description() -> str:
-    """The CPU model and whether it has AMX bf16 units (which bf16 autocast uses), from /proc/cpuinfo on Linux."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return platform.processor() or platform.machine()
-    text = cpuinfo.read_text()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    return f"{model or platform.machine()}{', AMX-BF16' if 'amx_bf16' in text else ''}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=2)
@@ -139,7 +129,7 @@ def main() -> None:
         f"{args.warmup} warm-up step(s).",
         f"    python benchmarks/bench_vae_train.py --batch_size {args.batch_size} --steps {args.steps} "
         f"--warmup {args.warmup}",
-        f"machine: {cpu_description()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"machine: {describe_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{results[0]['threads']} threads; load average at the end {os.getloadavg()[0]:.1f} (shared machine)",
         f"parameters: vae {parameters['vae'] / 1e6:.1f} M, discriminator {parameters['discriminator'] / 1e6:.2f} M",
         "",

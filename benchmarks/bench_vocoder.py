@@ -14,7 +14,6 @@ time instead of the wall clock, which is what the work costs when the cores are 
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
@@ -30,6 +29,7 @@ import torch  # noqa: E402
 from models.tta.hifigan.config import HifiGanExperiment, build_generator  # noqa: E402
 from models.tta.vocoders import TrimmedVocoder, load_vocoder  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from benchmarks.machine import describe_cpu  # noqa: E402
 
 CONFIGS = {
     "full": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config.json",
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [
         f"bench_vocoder.py — {datetime.now():%Y-%m-%d %H:%M}",
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"machine: {describe_cpu()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"load average before {os.getloadavg()[0]:.1f}",
         f"input: {args.batch} x {args.seconds:g} s log-mel ({frames} frames), {args.threads} torch threads, "
         f"best of {args.repeats}",
