@@ -1,10 +1,14 @@
 """The autocast precision of the sampling commands (`--precision auto|fp32|bf16`) and of training
 (`trainer.mixed_precision: "auto"`).
 
-`auto` picks bf16 where bf16 matmuls are fast: a CUDA device that supports bf16, or a CPU with AMX-BF16 tiles
-(Sapphire Rapids and later), where benchmarks/results/unet_step.txt measures a guided UNet step 2.2x faster in bf16
-autocast than in fp32 (fp32 weights are kept; only the UNet runs under autocast, the VAE decode and vocoder stay
-fp32). Everywhere else it picks fp32, since emulated bf16 is slower than fp32.
+`auto` picks bf16 where bf16 matmuls are fast: a CUDA device that supports bf16, or a CPU with bf16 dot-product
+units, AMX-BF16 tiles (Intel Sapphire Rapids and later) or AVX-512 BF16 (e.g. AMD Zen 4). Everywhere else it picks
+fp32, since emulated bf16 is slower than fp32 (about 3x on an AVX2-only AMD EPYC). fp32 weights are kept; only the
+models run under autocast (the VAE decode and vocoder of the sampling commands stay fp32). Measured gains:
+- AMX-BF16 (2-core Xeon): a guided full-size UNet step 2.2x faster than fp32 (benchmarks/results/unet_step.txt).
+- AVX-512 BF16 without AMX (2-core AMD EPYC): 2048^2 matmuls 2.6x; on the quickstart's small models the main job
+  took 28 instead of 32 minutes (VAE training 1.4x, stage-2 training 1.3x, generation 1.4x, the vocoder's training
+  1.05x slower; docs/results/quickstart/run_times.txt, session 8), with metrics within run-to-run spread.
 """
 
 from pathlib import Path
@@ -13,14 +17,17 @@ import torch
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 PRECISION_CHOICES = ("auto", *AUTOCAST_DTYPES)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU advertises AMX-BF16 (read from /proc/cpuinfo; False where that file does not exist)."""
+def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU advertises AMX-BF16 or AVX-512 BF16 (read from /proc/cpuinfo; False where that file does
+    not exist)."""
     try:
-        return "amx_bf16" in cpuinfo.read_text(encoding="utf-8", errors="replace").split()
+        flags = set(cpuinfo.read_text(encoding="utf-8", errors="replace").split())
     except OSError:
         return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
@@ -32,11 +39,11 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_amx_bf16() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16_units() else "fp32"
 
 
 def auto_training_precision() -> str:
     """accelerate's `mixed_precision` for `trainer.mixed_precision: "auto"`: "bf16" where `auto` picks bf16 for
-    the device accelerate trains on (a bf16 CUDA GPU, else the CPU with AMX-BF16), else "no" (fp32)."""
+    the device accelerate trains on (a bf16 CUDA GPU, else a CPU with bf16 units), else "no" (fp32)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return "bf16" if resolve_precision("auto", device) == "bf16" else "no"

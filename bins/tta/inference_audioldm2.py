@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="generated", help="where the wav/png/json files go")
     parser.add_argument("--batch_size", type=int, default=1, help="prompts sampled at a time (each with K clips)")
     parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                        help="UNet autocast dtype (auto: bf16 on CPUs with AMX-BF16 and bf16 GPUs, else fp32)")
+                        help="UNet autocast dtype (auto: bf16 on CPUs with AMX-BF16 or AVX-512 BF16 and on bf16 "
+                        "GPUs, else fp32)")
     parser.add_argument("--device", default="cpu")
     return parser
 

@@ -70,7 +70,8 @@ class TrainerConfig:
     """Loop settings. A "step" is one update of the optimizers, i.e. `gradient_accumulation_steps` batches of
     `batch_size` examples on each process. Intervals are in steps; 0 turns the periodic action off (a checkpoint
     is still written at the last step). `mixed_precision` "auto" is bf16 autocast where bf16 is fast (a bf16
-    GPU, a CPU with AMX-BF16) and fp32 elsewhere: emulated bf16 on other CPUs is several times slower than fp32."""
+    GPU, a CPU with AMX-BF16 or AVX-512 BF16) and fp32 elsewhere: emulated bf16 on other CPUs is several times
+    slower than fp32 (`utils.precision`)."""
 
     max_steps: int = 10000
     batch_size: int = 8
