@@ -87,7 +87,8 @@ SWEEP_PROMPTS = ["Three short high beeps", "A dog barks", "Slow low piano chords
 SWEEP_SECONDS = 5.0
 SWEEP_SCHEDULERS = ("dpmsolver++", "unipc", "ddim")
 SWEEP_STEPS = (10, 15, 20, 25, 50)
-# Also run under bf16 autocast (the inference default on CPUs with bf16 units), against the same fp32 DDIM 200 reference.
+# Also run under bf16 autocast (the inference default on CPUs with bf16 units), against the same fp32 DDIM 200
+# reference.
 BF16_SWEEP = (("dpmsolver++", 25), ("unipc", 20), ("ddim", 200))
 GUIDANCE = 3.5
 SECTION_MARKERS = {"full": "## Full-size AudioLDM 2, one 10.24 s clip", "sweep": "## Sampler sweep, built-in model"}

@@ -36,12 +36,12 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import Denoiser, NoiseScheduleConfig  # noqa: E402
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 DEBUG_CONFIG = REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json"
 FULL_UNET = dict(

@@ -24,13 +24,13 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import Denoiser  # noqa: E402
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.posterior_cache import PosteriorCache  # noqa: E402
 from models.tta.autoencoderkl.config import AutoencoderKLModelConfig, build_autoencoder  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 TEXT_WIDTH = 384
 TEXT_TOKENS = 20

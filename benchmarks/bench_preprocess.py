@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402  (after the repo root is on sys.path)
 import soundfile  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from preprocessors.config import PreprocessConfig, SourceConfig  # noqa: E402
 from preprocessors.pipeline import run_preprocess  # noqa: E402
 from utils.audio import MelConfig, build_log_mel, compute_log_mel  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 CLIP_SECONDS = 10.0
 SOURCE_RATE = 44100

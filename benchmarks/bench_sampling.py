@@ -24,13 +24,13 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import Denoiser, build_scheduler  # noqa: E402
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.sampling import sample_latents  # noqa: E402
 from models.tta.autoencoderkl.model import AutoencoderKL  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 CONFIGS = {
     "debug": REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json",

@@ -29,10 +29,10 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402  (after the repo root is on sys.path)
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.autoencoderkl.config import AutoencoderKLExperiment  # noqa: E402
 from models.tta.autoencoderkl.trainer import AutoencoderKLTrainer  # noqa: E402
 from utils.config import config_to_dict, load_config  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 FULL_CONFIG = REPO_ROOT / "config/autoencoderkl.json"
 FRAMES = 1024

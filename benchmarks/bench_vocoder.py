@@ -26,10 +26,10 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks.machine import describe_cpu  # noqa: E402
 from models.tta.hifigan.config import HifiGanExperiment, build_generator  # noqa: E402
 from models.tta.vocoders import TrimmedVocoder, load_vocoder  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from benchmarks.machine import describe_cpu  # noqa: E402
 
 CONFIGS = {
     "full": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config.json",

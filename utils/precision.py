@@ -6,8 +6,9 @@ units, AMX-BF16 tiles (Intel Sapphire Rapids and later) or AVX-512 BF16 (e.g. AM
 fp32, since emulated bf16 is slower than fp32 (about 3x on an AVX2-only AMD EPYC). fp32 weights are kept; only the
 models run under autocast (the VAE decode and vocoder of the sampling commands stay fp32). Measured gains:
 - AMX-BF16 (2-core Xeon): a guided full-size UNet step 2.2x faster than fp32 (benchmarks/results/unet_step.txt).
-- AVX-512 BF16 without AMX (2-core AMD EPYC): 2048^2 matmuls 2.6x; on the quickstart's small models the main job
-  took 28 instead of 32 minutes (VAE training 1.4x, stage-2 training 1.3x, generation 1.4x, the vocoder's training
+- AVX-512 BF16 without AMX (2-core AMD EPYC): the matmul peak 2.3x (422 against 187 GFLOP/s, measured by
+  benchmarks/bench_unet_step.py, results/unet_step.txt, session 8); on the quickstart's small models the main job
+  ran 26.6 instead of 32.4 minutes (VAE training 1.4x, stage-2 training 1.3x, generation 1.4x, the vocoder's training
   1.05x slower; docs/results/quickstart/run_times.txt, session 8), with metrics within run-to-run spread.
 """
 
@@ -17,17 +18,23 @@ import torch
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 PRECISION_CHOICES = ("auto", *AUTOCAST_DTYPES)
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_CPU_UNITS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU advertises AMX-BF16 or AVX-512 BF16 (read from /proc/cpuinfo; False where that file does
-    not exist)."""
+def cpu_bf16_units(cpuinfo: Path = CPUINFO) -> list[str]:
+    """Names of the bf16 dot-product units the CPU advertises in /proc/cpuinfo ("AMX-BF16", "AVX-512 BF16");
+    empty where it lists neither or the file does not exist."""
     try:
         flags = set(cpuinfo.read_text(encoding="utf-8", errors="replace").split())
     except OSError:
-        return False
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+        return []
+    return [name for flag, name in BF16_CPU_UNITS.items() if flag in flags]
+
+
+def cpu_has_bf16_units(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the CPU advertises AMX-BF16 or AVX-512 BF16 (False where /proc/cpuinfo does not exist)."""
+    return bool(cpu_bf16_units(cpuinfo))
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from utils import precision
-from utils.precision import cpu_has_bf16_units, resolve_precision
+from utils.precision import cpu_bf16_units, cpu_has_bf16_units, resolve_precision
 
 
 def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
@@ -16,6 +16,8 @@ def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     assert cpu_has_bf16_units(amx) and cpu_has_bf16_units(avx512_bf16)
     assert not cpu_has_bf16_units(avx512_only) and not cpu_has_bf16_units(avx2)
     assert not cpu_has_bf16_units(tmp_path / "missing")
+    assert cpu_bf16_units(amx) == ["AMX-BF16"] and cpu_bf16_units(avx512_bf16) == ["AVX-512 BF16"]
+    assert cpu_bf16_units(avx2) == [] and cpu_bf16_units(tmp_path / "missing") == []
 
 
 @pytest.mark.parametrize("units", [True, False])
