@@ -39,7 +39,7 @@ from evaluation.metrics.distribution import (
 )
 from evaluation.ranking import JointEmbedding
 from evaluation.report import markdown_report, write_text_atomic
-from models.tta.audio_classifier.labels import chance_accuracy, decode_attributes
+from models.tta.audio_classifier.labels import chance_accuracy, decode_attributes, expected_label_counts
 from preprocessors.builtin import is_held_out
 from utils.audio import MelConfig
 from utils.checkpoint import write_json_atomic
@@ -176,8 +176,10 @@ def _distribution_metrics(
 def _adherence(
     clips: Sequence[PairedClip], features: Mapping[str, ClipFeatures], classifier: str | None
 ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """({"adherence", "adherence_classifier", "adherence_signal", "adherence_by_family",
-    "adherence_by_combination"}, per-clip labels). For built-in data, "adherence_by_combination" repeats
+    """({"adherence", "adherence_classifier", "adherence_signal", "chance", "adherence_by_family",
+    "adherence_by_combination"}, per-clip labels). Multi-label heads are decoded with the prompt's label count
+    (the k most likely animals for a prompt naming k), and "chance" is a random guess's accuracy on these
+    clips' prompts (`chance_accuracy`). For built-in data, "adherence_by_combination" repeats
     "adherence" and its family means for the clips whose prompt is a combination seen in training ("seen") and a
     held-out one ("held_out"); it is empty for other data."""
     records, by_classifier, by_signal, combined, per_clip = [], {}, {}, {}, []
@@ -186,12 +188,13 @@ def _adherence(
             continue
         reference = clip.references[0]
         clip_features = features[clip.key]
-        records.append({"Uid": clip.key, "Family": reference["Family"], "Attributes": reference.get("Attributes")})
+        attributes = reference.get("Attributes") or {}
+        records.append({"Uid": clip.key, "Family": reference["Family"], "Attributes": attributes})
         predicted = {}
         if classifier is not None and classifier in clip_features.attribute_logits:
             logits = {head: torch.from_numpy(values[None]) for head, values in
                       clip_features.attribute_logits[classifier].items()}
-            predicted = decode_attributes(logits)[0]
+            predicted = decode_attributes(logits, [expected_label_counts(reference["Family"], attributes)])[0]
         measured, numbers = {}, None
         if clip_features.measurement is not None:
             measured = {key: clip_features.measurement[key] for key in SIGNAL_ATTRIBUTES}
@@ -204,6 +207,7 @@ def _adherence(
         "adherence": attribute_accuracy(records, combined),
         "adherence_classifier": attribute_accuracy(records, by_classifier) if classifier else {},
         "adherence_signal": attribute_accuracy(records, by_signal),
+        "chance": chance_accuracy(records),
     }
     results["adherence_by_family"] = _family_means(results["adherence"])
     results["adherence_by_combination"] = {}
@@ -304,7 +308,6 @@ def evaluate_generation(
         },
         "text_audio": {"model": joint.name, "score": text_score} if joint is not None else None,
         **adherence,
-        "chance": chance_accuracy(),
         "clips": [
             {
                 "file": clip.key,

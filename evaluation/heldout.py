@@ -15,7 +15,12 @@ from evaluation.metrics.attributes import attribute_accuracy
 from models.base.data import MelSegmentDataset, collate_skipping_missing
 from models.tta.audio_classifier.dataset import clip_record
 from models.tta.audio_classifier.inference import load_classifier
-from models.tta.audio_classifier.labels import CATEGORY_LABELS, category_distribution, decode_attributes
+from models.tta.audio_classifier.labels import (
+    CATEGORY_LABELS,
+    category_distribution,
+    decode_attributes,
+    expected_label_counts,
+)
 from models.tta.text_audio.inference import load_text_audio_embedder
 from utils.checkpoint import read_checkpoint_meta, resolve_checkpoint
 
@@ -41,8 +46,9 @@ def classifier_accuracy(
     checkpoint: Path | str, records: Sequence[Mapping[str, Any]], processed_dir: Path | str, *,
     batch_size: int = 32, show_progress: bool = True,
 ) -> dict[str, Any]:
-    """{"category": top-1 category is one of the clip's sources, "<family>/<attribute>": head accuracy,
-    "num_clips"} of an AudioClassifier checkpoint or experiment folder on split records."""
+    """{"category": top-1 category is one of the clip's sources, "<family>/<attribute>": head accuracy (as
+    adherence scores it: a multi-label head's top k for a record naming k labels), "num_clips"} of an
+    AudioClassifier checkpoint or experiment folder on split records."""
     model, config = load_classifier(checkpoint)
     predictions: dict[str, dict[str, Any]] = {}
     category_hits = []
@@ -51,7 +57,9 @@ def classifier_accuracy(
                               n_mels=config["preprocess"]["mel"]["n_mels"], batch_size=batch_size,
                               description="classifier", show_progress=show_progress):
         output = model(batch["mel"])
-        for uid, labels, top in zip(batch["uid"], decode_attributes(output.attribute_logits),
+        label_counts = [expected_label_counts(by_uid[uid]["Family"], by_uid[uid].get("Attributes") or {})
+                        for uid in batch["uid"]]
+        for uid, labels, top in zip(batch["uid"], decode_attributes(output.attribute_logits, label_counts),
                                     output.category_logits.argmax(dim=1).tolist()):
             predictions[uid] = labels
             record = by_uid[uid]

@@ -3,6 +3,7 @@ the JSON / Markdown reports, on a tiny built-in-like dataset with small random e
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,13 @@ def test_real_clips_against_themselves(setup, models, tmp_path):
     for key in ("sfx/pitch", "sfx/loudness"):
         assert results["adherence"][key] == results["adherence_signal"][key], "physical attributes: the signal"
     assert results["adherence"]["music/tempo"] == results["adherence_classifier"]["music/tempo"]
+    # Animal clips are scored by the classifier's top k for a prompt naming k animals, against that chance.
+    by_uid = {record["Uid"]: record for record in setup["records"]}
+    animal_clips = [clip for clip in results["clips"] if by_uid[clip["references"][0]]["Family"] == "animals"]
+    wanted = [len(by_uid[clip["references"][0]]["Attributes"]["sources"]) for clip in animal_clips]
+    assert animal_clips and [len(clip["classifier"]["sources"]) for clip in animal_clips] == wanted
+    assert results["chance"]["animals/sources"] == pytest.approx(
+        sum(1 / math.comb(10, count) for count in wanted) / len(wanted))
     assert json.loads((tmp_path / "real.json").read_text())["num_clips"] == 18
     assert "| real | 18 |" in (tmp_path / "real.md").read_text()
     # Adherence is also split by whether the prompt's combination was held out of training.

@@ -16,11 +16,13 @@ from models.tta.audio_classifier.config import AudioClassifierExperiment, build_
 from models.tta.audio_classifier.dataset import LabelledMelDataset, collate_labelled, shift_log_mel_gain
 from models.tta.audio_classifier.inference import load_classifier
 from models.tta.audio_classifier.labels import (
+    ANIMAL_SOURCES,
     ATTRIBUTE_HEADS,
     CATEGORY_LABELS,
     LabelError,
     chance_accuracy,
     decode_attributes,
+    expected_label_counts,
     record_targets,
 )
 from models.tta.audio_classifier.loss import classifier_losses, head_loss, soft_cross_entropy
@@ -66,8 +68,20 @@ def trained(processed, tmp_path_factory) -> Path:
 def test_one_head_per_scored_attribute():
     heads = sorted((head.family, head.name) for head in ATTRIBUTE_HEADS)
     assert heads == sorted((family, name) for family, names in SCORED_ATTRIBUTES.items() for name in names)
-    assert set(chance_accuracy()) == {f"{family}/{name}" for family, name in heads}
-    assert chance_accuracy()["sfx/pitch"] == 0.5
+    animal_records = [{"Family": "animals", "Attributes": {"sources": ["dog"]}},
+                      {"Family": "animals", "Attributes": {"sources": ["dog", "owl"]}}]
+    assert set(chance_accuracy(animal_records)) == {f"{family}/{name}" for family, name in heads}
+    assert chance_accuracy(animal_records)["sfx/pitch"] == 0.5
+
+
+def test_chance_of_the_prompted_animals_being_the_top_k_of_a_random_ranking():
+    single = {"Family": "animals", "Attributes": {"sources": ["cat"]}}
+    pair = {"Family": "animals", "Attributes": {"sources": ["cat", "cow"]}}
+    music = {"Family": "music", "Attributes": {"instrument": "piano"}}
+    assert chance_accuracy([single])["animals/sources"] == pytest.approx(1 / 10)
+    assert chance_accuracy([pair])["animals/sources"] == pytest.approx(1 / 45)
+    assert chance_accuracy([single, pair, music])["animals/sources"] == pytest.approx((1 / 10 + 1 / 45) / 2)
+    assert "animals/sources" not in chance_accuracy([music]), "no animal prompt, no animal chance"
 
 
 def test_targets_of_a_two_event_clip_and_of_an_animal_pair():
@@ -96,6 +110,22 @@ def test_decoding_inverts_the_targets():
     assert decoded == {"sources": ["dog", "owl"], "tempo": "fast"}
     assert decode_attributes({"sources": torch.full((1, 10), -5.0).index_fill(1, torch.tensor([3]), -1.0)})[0] == {
         "sources": ["duck"]}, "the most likely species is kept even below the threshold"
+
+
+def test_decoding_with_the_prompts_label_count_takes_the_top_k():
+    # Sigmoids: dog 0.9, owl 0.4 (under the threshold), cat 0.2, the rest 0.02.
+    logits = torch.full((2, 10), -4.0)
+    logits[:, ANIMAL_SOURCES.index("dog")] = 2.2
+    logits[:, ANIMAL_SOURCES.index("owl")] = -0.4
+    logits[:, ANIMAL_SOURCES.index("cat")] = -1.4
+    record = {"Family": "animals", "Attributes": {"sources": ["owl", "dog"]}}
+    assert expected_label_counts(record["Family"], record["Attributes"]) == {"sources": 2}
+    assert expected_label_counts("music", {"instrument": "piano"}) == {}
+    decoded = decode_attributes({"sources": logits}, [{"sources": 2}, {"sources": 1}])
+    assert decoded == [{"sources": ["dog", "owl"]}, {"sources": ["dog"]}]
+    assert decode_attributes({"sources": logits[:1]})[0] == {"sources": ["dog"]}, "the threshold alone names one"
+    with pytest.raises(ValueError, match="label_counts has 1 entries for a batch of 2"):
+        decode_attributes({"sources": logits}, [{"sources": 2}])
 
 
 def test_losses_skip_heads_that_do_not_apply_but_keep_their_gradient():
