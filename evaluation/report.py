@@ -61,9 +61,10 @@ def markdown_report(results: Sequence[dict[str, Any]]) -> str:
         for result in results:
             cells = (_number(result["adherence"].get(key), ".1%") for key in attributes)
             lines.append(f"| {result['name']} | " + " | ".join(cells) + " |")
-        chance = results[0]["chance"]
-        lines.append("| chance | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
-        lines += _combination_table(results, attributes, chance)
+        chance_rows = _chance_rows(results)
+        for label, chance in chance_rows:
+            lines.append(f"| {label} | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
+        lines += _combination_table(results, attributes, chance_rows)
     lines += [
         "",
         "FD, FAD (Fréchet distances to the reference clips' embeddings) and KL (paired, reference vs clip class "
@@ -74,8 +75,17 @@ def markdown_report(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _chance_rows(results: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, float]]]:
+    """("chance", accuracy of a random guess) when every set has the same; else one "chance (<set>)" row per set
+    (the animal chance depends on how many of a set's prompts name one animal and how many two)."""
+    chances = [result.get("chance") or {} for result in results]
+    if all(chance == chances[0] for chance in chances):
+        return [("chance", chances[0])]
+    return [(f"chance ({result['name']})", chance) for result, chance in zip(results, chances)]
+
+
 def _combination_table(results: Sequence[dict[str, Any]], attributes: Sequence[str],
-                       chance: dict[str, float]) -> list[str]:
+                       chance_rows: Sequence[tuple[str, dict[str, float]]]) -> list[str]:
     """Adherence per attribute for prompts of combinations seen in training and of held-out ones (built-in data),
     when the results hold both kinds; no lines otherwise."""
     rows = [(result, subset, entry) for result in results
@@ -89,7 +99,8 @@ def _combination_table(results: Sequence[dict[str, Any]], attributes: Sequence[s
         cells = (_number(entry["adherence"].get(key), ".1%") for key in attributes)
         label = "held out" if subset == "held_out" else subset
         lines.append(f"| {result['name']} | {label} | {entry['num_clips']} | " + " | ".join(cells) + " |")
-    lines.append("| chance | | | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
+    for label, chance in chance_rows:
+        lines.append(f"| {label} | | | " + " | ".join(_number(chance.get(key), ".1%") for key in attributes) + " |")
     return lines
 
 

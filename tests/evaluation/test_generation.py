@@ -176,6 +176,10 @@ def test_markdown_has_one_row_per_folder_and_a_chance_row():
     assert "| real | 4 | 1.23 | 0.50 | 2.00 | 0.250 | 75.0% | 1 |" in text
     assert text.index("| real |") < text.index("| generated |")
     assert "| chance | 50.0% |" in text
+    # Sets whose prompts give different chances (more or fewer two-animal prompts) get a chance row each.
+    animals = {**result, "adherence": {"animals/sources": 0.5}, "chance": {"animals/sources": 0.1}}
+    text = markdown_report([{**animals, "name": "real", "chance": {"animals/sources": 0.05}}, animals])
+    assert "| chance (real) | 5.0% |" in text and "| chance (generated) | 10.0% |" in text
 
 
 def test_cli_generation_and_eval_models(setup, generated, tmp_path):
