@@ -119,8 +119,10 @@ class Denoiser(nn.Module):
         timesteps: torch.Tensor,
         noise: torch.Tensor,
         latent_mask: torch.Tensor | None = None,
+        weighted: bool = True,
     ) -> torch.Tensor:
-        """Weighted MSE between the UNet output and the target.
+        """MSE between the UNet output and the target, min-SNR-weighted per sample when `weighted` (training) and
+        the model has a gamma; validation passes False, so runs trained with other weightings compare.
 
         latents (B,C,H,W) clean scaled latents; timesteps (B,) long; noise like latents; latent_mask (B,1,H,1)
         or (B,1,H,W) with 0 on padded time steps, which then do not count. Returns a scalar."""
@@ -132,7 +134,7 @@ class Denoiser(nn.Module):
         else:
             mask = latent_mask.expand_as(squared_error)
             per_sample = (squared_error * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1)
-        return (per_sample * self.loss_weights(timesteps)).mean()
+        return (per_sample * self.loss_weights(timesteps)).mean() if weighted else per_sample.mean()
 
     def guided_prediction(
         self,

@@ -118,9 +118,8 @@ class AudioLDMTrainer(Trainer):
             generators = [torch.Generator().manual_seed(_clip_seed(uid, timestep, seed)) for uid in batch["uid"]]
             noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in generators]).to(self.device)
             timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=self.device)
-            loss = denoiser.loss(
-                latents, contexts.states, contexts.masks, timesteps=timesteps, noise=noise, latent_mask=latent_mask
-            )
+            loss = denoiser.loss(latents, contexts.states, contexts.masks, timesteps=timesteps, noise=noise,
+                                 latent_mask=latent_mask, weighted=False)
             metrics[f"loss_t{timestep}"] = loss.item()
         metrics["loss_fixed_t"] = sum(metrics.values()) / len(metrics)
         return metrics

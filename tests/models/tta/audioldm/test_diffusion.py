@@ -35,6 +35,14 @@ def test_min_snr_weights():
     assert torch.equal(plain.loss_weights(timesteps), torch.ones(2))
     weights = weighted.loss_weights(timesteps)
     assert weights[0] < 0.1 and weights[1] == pytest.approx(1.0)
+    # Validation compares runs by the plain MSE, whatever weighting they trained with.
+    contexts, masks = [torch.randn(2, 5, 12)], [torch.ones(2, 5, dtype=torch.bool)]
+    latents, noise = torch.randn(2, 4, 8, 4), torch.randn(2, 4, 8, 4)
+    weighted.unet.load_state_dict(plain.unet.state_dict())
+    arguments = dict(timesteps=timesteps, noise=noise)
+    unweighted = weighted.loss(latents, contexts, masks, weighted=False, **arguments)
+    assert unweighted.item() == pytest.approx(plain.loss(latents, contexts, masks, **arguments).item(), rel=1e-6)
+    assert weighted.loss(latents, contexts, masks, **arguments).item() != pytest.approx(unweighted.item(), rel=1e-3)
 
 
 def test_masked_time_steps_do_not_count():
