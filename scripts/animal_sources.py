@@ -2,14 +2,16 @@
 split by single-animal and two-animal prompts, from the per-clip labels that `evaluate.py generation` stores.
 
     python3 scripts/animal_sources.py METRICS_JSON [METRICS_JSON ...]
-        [--splits data/processed/builtin/{train,valid,test}.json]
+        [--splits data/processed/builtin/{train,valid,test}.json] [--text_encoder builtin:all-MiniLM-L6-v2]
 
 METRICS_JSON is an evaluation output (e.g. the main job's exp/quickstart/generation_metrics.json); every set in
 it ("real", "reconstructed", "generated", ...) gets one row. Columns: clips with exactly the prompt's animals
 (the adherence of the "animals/sources" attribute), the same for one-animal and two-animal prompts, clips where
 at least one prompted animal is among the predicted ones, and the animals predicted most often (a classifier
 that calls most clips "duck" hears no animal identity in them). The split files give each reference uid's
-attributes.
+attributes. --text_encoder also prints how far apart that encoder puts the ten one-animal captions ("a cat
+meows", ...): the range of cosines of their masked-mean states between species, and their mean cosine to a
+music caption (is the species in the conditioning at all?).
 """
 
 import argparse
@@ -17,6 +19,8 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_SPLITS = tuple(Path("data/processed/builtin") / f"{split}.json" for split in ("train", "valid", "test"))
 
@@ -44,6 +48,26 @@ def animal_rows(results: list[dict], records: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def caption_cosines(encoder_name: str) -> tuple[float, float, float]:
+    """(min, max) cosine between the ten one-animal captions' masked-mean text states, and their mean cosine to a
+    music caption, under the named text encoder (e.g. the quickstart's builtin:all-MiniLM-L6-v2)."""
+    # Imported here: the label counts above need neither torch nor transformers.
+    import torch
+
+    from models.text_encoder import load_text_encoder
+    from preprocessors.builtin.captions import ANIMAL_PHRASES
+
+    captions = [clauses[0][0] for clauses in ANIMAL_PHRASES.values()] + ["a piano plays a slow melody"]
+    with torch.no_grad():
+        states, mask = load_text_encoder(encoder_name, max_length=48)(captions)
+    pooled = (states * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+    pooled = torch.nn.functional.normalize(pooled, dim=1)
+    similarity = pooled @ pooled.T
+    animals = len(captions) - 1
+    between = similarity[:animals, :animals][~torch.eye(animals, dtype=torch.bool)]
+    return float(between.min()), float(between.max()), float(similarity[:animals, animals].mean())
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
@@ -59,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("metrics", type=Path, nargs="+")
     parser.add_argument("--splits", type=Path, nargs="+", default=list(DEFAULT_SPLITS))
+    parser.add_argument("--text_encoder", default=None, help="also compare the one-animal captions under this encoder")
     args = parser.parse_args(argv)
     records = {record["Uid"]: record for path in args.splits for record in _read_json(path)}
     evaluations = {path: _read_json(path) for path in args.metrics}
@@ -72,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.stem[:38]:38s} {row['name'][:24]:24s} {row['clips']:5d} {_fraction(row, 'exact', 'clips'):>6s} "
                   f"{_fraction(row, 'single_exact', 'single'):>7s} {_fraction(row, 'pair_exact', 'pair'):>6s} "
                   f"{_fraction(row, 'overlap', 'clips'):>7s}  {common}")
+    if args.text_encoder:
+        low, high, music = caption_cosines(args.text_encoder)
+        print(f"{args.text_encoder}: one-animal captions, cosine between species {low:.2f} to {high:.2f}; "
+              f"to a music caption {music:.2f} on average")
     return 0
 
 
