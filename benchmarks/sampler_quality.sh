@@ -17,6 +17,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/.."
+. egs/tta/script_args.sh
 
 settings="dpmsolver++:25 dpmsolver++:15 dpmsolver++:10 unipc:15"
 clips=""
@@ -25,7 +26,7 @@ output=benchmarks/results/sampler_quality.md
 while [ $# -gt 0 ]; do
     case $1 in
         --settings | --clips | --out | --output)
-            [ $# -ge 2 ] || { echo "sampler_quality.sh: $1 needs a value" >&2; exit 2; }
+            require_value "$1" $(($# - 1))
             case $1 in
                 --settings) settings=$2 ;;
                 --clips) clips="$clips --clips $2" ;;
@@ -34,10 +35,7 @@ while [ $# -gt 0 ]; do
             esac
             shift 2
             ;;
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         *)
             echo "sampler_quality.sh: unknown argument '$1' (see --help)" >&2
             exit 2

@@ -19,6 +19,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 checkpoint=exp/audioldm_builtin
 count=$#
@@ -28,17 +29,11 @@ while [ "$index" -lt "$count" ]; do
     shift
     index=$((index + 1))
     case $arg in
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         --checkpoint | --text | --text_file | --negative_prompt | --guidance_scale | --num_inference_steps | \
         --audio_length_in_s | --num_waveforms_per_prompt | --seed | --scheduler | --vocoder | --output_dir | \
         --batch_size | --precision | --device | --ranker)
-            if [ "$index" -ge "$count" ]; then
-                echo "run_inference.sh: $arg needs a value" >&2
-                exit 2
-            fi
+            require_value "$arg" $((count - index))
             value=$1
             shift
             index=$((index + 1))

@@ -10,6 +10,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 config=egs/tta/audioldm/exp_config.json
 count=$#
@@ -19,15 +20,9 @@ while [ "$index" -lt "$count" ]; do
     shift
     index=$((index + 1))
     case $arg in
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         --config)
-            if [ "$index" -ge "$count" ]; then
-                echo "run_train.sh: --config needs a file" >&2
-                exit 2
-            fi
+            require_value --config $((count - index))
             config=$1
             shift
             index=$((index + 1))

@@ -15,6 +15,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 model_dir=
 count=$#
@@ -24,17 +25,11 @@ while [ "$index" -lt "$count" ]; do
     shift
     index=$((index + 1))
     case $arg in
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         --model_dir | --text | --text_file | --negative_prompt | --guidance_scale | --num_inference_steps | \
         --audio_length_in_s | --num_waveforms_per_prompt | --seed | --scheduler | --output_dir | --batch_size | \
         --precision | --device | --text_model_dir)
-            if [ "$index" -ge "$count" ]; then
-                echo "run_inference.sh: $arg needs a value" >&2
-                exit 2
-            fi
+            require_value "$arg" $((count - index))
             value=$1
             shift
             index=$((index + 1))

@@ -17,6 +17,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 config=egs/tta/evaluation/eval_config.json
 output_dir=exp/evaluation
@@ -29,10 +30,7 @@ while [ "$index" -lt "$count" ]; do
     shift
     index=$((index + 1))
     case $arg in
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         --debug)
             config=egs/tta/evaluation/eval_config_debug.json
             ;;
@@ -40,10 +38,7 @@ while [ "$index" -lt "$count" ]; do
             command=eval_models
             ;;
         --clips | --output_dir | --config | --tensorboard_dir | --set | --split)
-            if [ "$index" -ge "$count" ]; then
-                echo "run_evaluate.sh: $arg needs a value" >&2
-                exit 2
-            fi
+            require_value "$arg" $((count - index))
             value=$1
             shift
             index=$((index + 1))

@@ -17,6 +17,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 recipe=egs/tta/evaluation
 variant=""
@@ -35,18 +36,12 @@ while [ "$index" -lt "$count" ]; do
     shift
     index=$((index + 1))
     case $arg in
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         --debug)
             variant=_debug
             ;;
         --set | --classifier_set | --text_audio_set)
-            if [ "$index" -ge "$count" ]; then
-                echo "run_train.sh: $arg needs key=value" >&2
-                exit 2
-            fi
+            require_value "$arg" $((count - index))
             value="--set $(quote "$1")"
             case $arg in
                 --set)

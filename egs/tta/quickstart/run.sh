@@ -20,6 +20,7 @@
 set -eu
 script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$script")/../../.."
+. egs/tta/script_args.sh
 
 python=${PYTHON:-python3}
 quick=egs/tta/quickstart
@@ -47,10 +48,7 @@ for arg in "$@"; do
             train_eval_models=1
             eval_config=egs/tta/evaluation/eval_config_retrained.json
             ;;
-        -h | --help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$script"
-            exit 0
-            ;;
+        -h | --help) show_help ;;
         *)
             echo "run.sh: unknown argument '$arg' (see --help)" >&2
             exit 2
