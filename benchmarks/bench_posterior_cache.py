@@ -13,9 +13,7 @@ shared machine; the load average at the end is recorded.
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from benchmarks.timing import median_time, time_calls  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import Denoiser  # noqa: E402
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
@@ -34,16 +33,6 @@ from utils.config import load_config  # noqa: E402
 
 TEXT_WIDTH = 384
 TEXT_TOKENS = 20
-
-
-def median_seconds(function, steps: int) -> float:
-    function()
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -86,9 +75,9 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    encode_s = median_seconds(encode, args.steps)
-    cache_s = median_seconds(from_cache, args.steps)
-    step_s = median_seconds(unet_step, args.steps)
+    encode_s, cache_s, step_s = (
+        median_time(time_calls(function, args.steps, warmup=1)).wall for function in (encode, from_cache, unet_step)
+    )
     precision = "bf16 autocast" if args.bf16 else "fp32"
     lines = [
         f"Stage-2 posterior cache, {args.config.relative_to(REPO_ROOT)}: batch {batch} x {config.data.segment_frames} "

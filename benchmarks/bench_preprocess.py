@@ -27,6 +27,7 @@ import soundfile  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from benchmarks.timing import fastest, time_calls  # noqa: E402
 from preprocessors.config import PreprocessConfig, SourceConfig  # noqa: E402
 from preprocessors.pipeline import run_preprocess  # noqa: E402
 from utils.audio import MelConfig, build_log_mel, compute_log_mel  # noqa: E402
@@ -44,30 +45,20 @@ def generated_clip(rng: np.random.Generator, sample_rate: int, seconds: float = 
     return (tone + bursts).astype(np.float32)
 
 
-def time_best(function, repeats: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of the fastest of `repeats` calls."""
-    best = (float("inf"), 0.0)
-    for _ in range(repeats):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        function()
-        best = min(best, (time.perf_counter() - started, time.process_time() - cpu_started))
-    return best
-
-
 def bench_mel(num_clips: int, batch: int, repeats: int) -> list[str]:
     rng = np.random.default_rng(0)
     clips = np.stack([generated_clip(rng, 16000) for _ in range(num_clips)])
     front_end = build_log_mel(MelConfig())
     compute_log_mel(clips[0], front_end)  # warm-up
 
-    per_clip = time_best(lambda: [compute_log_mel(clip, front_end) for clip in clips], repeats)
+    per_clip = fastest(time_calls(lambda: [compute_log_mel(clip, front_end) for clip in clips], repeats))
 
     def batched():
         with torch.no_grad():
             for start in range(0, num_clips, batch):
                 front_end(torch.from_numpy(clips[start : start + batch]))
 
-    batched_seconds = time_best(batched, repeats)
+    batched_seconds = fastest(time_calls(batched, repeats))
     audio_seconds = num_clips * CLIP_SECONDS
     lines = [f"mel extraction, {num_clips} clips of {CLIP_SECONDS:.0f} s at 16 kHz, {torch.get_num_threads()} threads"]
     for name, (seconds, cpu_seconds) in (("per clip", per_clip), (f"batched x{batch}", batched_seconds)):
@@ -101,13 +92,10 @@ def bench_stage(workdir: Path, num_clips: int, repeats: int) -> list[str]:
             overwrite=True,
         )
 
-        runs = []
-        for _ in range(repeats):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            summary = run_preprocess(config)
-            runs.append((time.perf_counter() - started, time.process_time() - cpu_started))
-            assert summary.processed == num_clips, summary
-        seconds, cpu_seconds = min(runs)
+        summaries = []
+        runs = time_calls(lambda: summaries.append(run_preprocess(config)), repeats)
+        assert all(summary.processed == num_clips for summary in summaries), summaries
+        seconds, cpu_seconds = fastest(runs)
         # With one worker the clips are processed in this process, so its CPU time is the cost of the work.
         cpu_note = f", {cpu_seconds * 1000 / num_clips:.0f} ms CPU/clip" if workers == 1 else ""
         lines.append(

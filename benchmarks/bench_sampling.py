@@ -15,7 +15,6 @@ with the machine's load average, since the machine may be shared.
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +24,7 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from benchmarks.timing import fastest, time_calls  # noqa: E402
 from models.tta.audioldm.config import AudioLDMExperiment  # noqa: E402
 from models.tta.audioldm.diffusion import Denoiser, build_scheduler  # noqa: E402
 from models.tta.audioldm.pipeline import build_unet  # noqa: E402
@@ -39,15 +39,6 @@ CONFIGS = {
 }
 CLIP_SECONDS = 10.0
 TEXT_TOKENS = 20
-
-
-def best_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def bench_size(name: str, args: argparse.Namespace) -> list[str]:
@@ -75,11 +66,11 @@ def bench_size(name: str, args: argparse.Namespace) -> list[str]:
 
     with torch.no_grad():
         latents = sample(1, None)
-        decode = best_time(lambda: vae.decode(latents), args.repeats)
+        decode = fastest(time_calls(lambda: vae.decode(latents), args.repeats)).wall
     for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         with torch.no_grad():
             sample(1, dtype)
-            total = best_time(lambda: sample(args.steps, dtype), args.repeats)
+            total = fastest(time_calls(lambda: sample(args.steps, dtype), args.repeats)).wall
         per_step = total / args.steps
         per_clip = per_step * args.clip_steps + decode
         lines.append(f"  {precision}: {per_step:.3f} s per guided step; {per_clip:.1f} s per 10 s clip "

@@ -14,9 +14,7 @@ time instead of the wall clock, which is what the work costs when the cores are 
 
 import argparse
 import os
-import resource
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from benchmarks.timing import fastest, time_calls  # noqa: E402
 from models.tta.hifigan.config import HifiGanExperiment, build_generator  # noqa: E402
 from models.tta.vocoders import TrimmedVocoder, load_vocoder  # noqa: E402
 from utils.config import load_config  # noqa: E402
@@ -36,21 +35,6 @@ CONFIGS = {
     "small": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config_debug.json",
     "vocos_cpu": REPO_ROOT / "egs" / "tta" / "hifigan" / "exp_config_vocos_cpu.json",
 }
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def best_time(function, repeats: int) -> tuple[float, float]:
-    """(best wall seconds, CPU seconds of that run) over `repeats` calls."""
-    runs = []
-    for _ in range(repeats):
-        cpu, started = _cpu_seconds(), time.perf_counter()
-        function()
-        runs.append((time.perf_counter() - started, _cpu_seconds() - cpu))
-    return min(runs)
 
 
 def _line(label: str, audio_seconds: float, wall: float, cpu: float) -> str:
@@ -79,7 +63,7 @@ def bench_generator(name: str, mel: torch.Tensor, audio_seconds: float, repeats:
                 return vocoder(mel)
 
         run()
-        wall, cpu = best_time(run, repeats)
+        wall, cpu = fastest(time_calls(run, repeats))
         lines.append(_line(precision, audio_seconds, wall, cpu))
     return lines
 
@@ -116,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_griffin_lim:
         config: HifiGanExperiment = load_config(CONFIGS["small"], HifiGanExperiment)
         griffin_lim = load_vocoder("griffin_lim", mel=config.preprocess.mel)
-        wall, cpu = best_time(lambda: griffin_lim(mel), args.repeats)
+        wall, cpu = fastest(time_calls(lambda: griffin_lim(mel), args.repeats))
         lines += ["griffin_lim: 32 iterations, librosa (float64)", _line("fp64", audio_seconds, wall, cpu), ""]
     lines.append(f"load average after {os.getloadavg()[0]:.1f}")
     report = "\n".join(lines) + "\n"
