@@ -242,9 +242,11 @@ def report_precision(
     return lines
 
 
-def compile_trial(reference, ours, inputs, autocast_dtype: torch.dtype | None, repeats: int) -> list[str]:
-    """torch.compile of our fast path against diffusers and against itself in eager mode: compile time (first call)
-    and median step times, alternated in one process.
+def compile_trial(
+    reference, ours, inputs, autocast_dtype: torch.dtype | None, repeats: int, flops: float, peak_per_cpu_second: float
+) -> list[str]:
+    """torch.compile of our fast path, timed against diffusers and itself in eager mode (alternated, one process):
+    the compile time (first call) and the same table rows as the precision's own table.
 
     Inductor's ``freezing`` is on (inference only: the weights become constants, so oneDNN convolutions and linear
     layers get pre-packed weights and constant folding applies)."""
@@ -257,22 +259,17 @@ def compile_trial(reference, ours, inputs, autocast_dtype: torch.dtype | None, r
         compiled = torch.compile(ours)
         calls = {
             "diffusers": eager_calls["diffusers"],
-            "eager": eager_calls["ours+cache+shared"],
+            "ours+cache+shared": eager_calls["ours+cache+shared"],
             "compiled": lambda: compiled(inputs["latent"], inputs["timestep"], cache),
         }
         started = time.perf_counter()
         with torch.inference_mode(), autocast(autocast_dtype):
             calls["compiled"]()
         compile_seconds = time.perf_counter() - started
-        walls, _, outputs = time_alternated(calls, autocast_dtype, repeats, warmup=1)
-    medians = {name: statistics.median(times) for name, times in walls.items()}
-    ratio = statistics.median(ref / fast for ref, fast in zip(walls["diffusers"], walls["compiled"]))
-    difference = (outputs["compiled"].float() - outputs["diffusers"].float()).abs().max().item()
-    return [
-        f"  torch.compile (default mode, freezing) of ours+cache+shared: first call {compile_seconds:.0f} s; step "
-        f"{medians['compiled']:.3f} s wall vs eager {medians['eager']:.3f} s and diffusers {medians['diffusers']:.3f} s "
-        f"(x{ratio:.2f} vs diffusers, median of per-round ratios); max|diff| to diffusers {difference:.2e}"
-    ]
+        walls, cpus, outputs = time_alternated(calls, autocast_dtype, repeats, warmup=1)
+    label = (f"  torch.compile (default mode, Inductor freezing) of ours+cache+shared, first call (compilation) "
+             f"{compile_seconds:.0f} s; then {repeats} rounds:")
+    return report_precision(label, walls, cpus, outputs, flops, peak_per_cpu_second)
 
 
 def main() -> None:
@@ -345,7 +342,9 @@ def main() -> None:
             difference = (outputs["ours+...+cast-once"] - outputs["ours+cache+shared"]).abs().max().item()
             lines.append(f"  ours+...+cast-once vs ours+cache+shared (autocast's casts): max|diff| {difference:.1e}")
         if args.compile and precision != "bf16-weights":
-            lines += compile_trial(reference, ours, inputs, dtype, args.repeats)
+            lines += compile_trial(
+                reference, ours, inputs, dtype, args.repeats, flops["diffusers with attention"], peaks[precision][1]
+            )
         lines.append("")
     load_after = os.getloadavg()
     lines.append(

@@ -1,7 +1,8 @@
 # Sourced (`. egs/tta/train_args.sh`) by the run_train.sh scripts of autoencoderkl, hifigan and audioldm2, after
 # they set `config` to their default: parses --config FILE, --resume and --set key=value (also --config=FILE and
 # --set=key=value), leaving exactly the --set pairs in "$@"; sets `python` and `resume`; defines `preprocess`,
-# which runs bins/tta/preprocess.py with the preprocess.* overrides only. POSIX sh.
+# which runs bins/tta/preprocess.py with the preprocess.* overrides only. --help prints the calling script's header
+# comment (egs/tta/script_args.sh). POSIX sh.
 usage() {
     echo "usage: sh $0 [--config FILE] [--resume] [--set key=value ...]" >&2
     exit 2
@@ -11,6 +12,8 @@ if [ ! -f bins/tta/train_tta.py ]; then
     echo "$0: run this from the repository root" >&2
     exit 2
 fi
+script=${script:-$0}
+. egs/tta/script_args.sh
 
 python=${PYTHON:-python3}
 resume=""
@@ -24,7 +27,7 @@ while [ "$remaining" -gt 0 ]; do
     remaining=$((remaining - 1))
     case $argument in
         --config)
-            [ "$remaining" -gt 0 ] || usage
+            require_value --config "$remaining"
             config=$1
             shift
             remaining=$((remaining - 1))
@@ -32,13 +35,13 @@ while [ "$remaining" -gt 0 ]; do
         --config=*) config=${argument#--config=} ;;
         --resume) resume="--resume" ;;
         --set)
-            [ "$remaining" -gt 0 ] || usage
+            require_value --set "$remaining"
             set -- "$@" --set "$1"
             shift
             remaining=$((remaining - 1))
             ;;
         --set=*) set -- "$@" --set "${argument#--set=}" ;;
-        -h | --help) usage ;;
+        -h | --help) show_help ;;
         *)
             echo "$0: unknown argument '$argument'" >&2
             usage
