@@ -117,18 +117,24 @@ class UNetConfig:
 
 @dataclass
 class DiffusionConfig:
-    """Training noise schedule, optional min-SNR-γ loss weighting (null: off), and the probability of replacing
-    a training caption by the empty string (classifier-free guidance; training split only)."""
+    """Training noise schedule, optional min-SNR-γ loss weighting (null: off), the probability of replacing a
+    training caption by the empty string (classifier-free guidance; training split only), and how training
+    timesteps are drawn (`models.tta.audioldm.diffusion.draw_timesteps`: "uniform", or "logit_normal" with
+    `timestep_mean` / `timestep_std` in logit space)."""
 
     schedule: NoiseScheduleConfig = field(default_factory=NoiseScheduleConfig)
     min_snr_gamma: Optional[float] = None
     caption_dropout: float = 0.1
+    timestep_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
 
     def __post_init__(self) -> None:
         _require(
             0.0 <= self.caption_dropout < 1.0,
             f"diffusion.caption_dropout must be in [0, 1), got {self.caption_dropout}",
         )
+        _require(self.timestep_std > 0, f"diffusion.timestep_std must be > 0, got {self.timestep_std}")
         _require(
             self.min_snr_gamma is None or self.min_snr_gamma > 0,
             f"diffusion.min_snr_gamma must be > 0 or null, got {self.min_snr_gamma}",

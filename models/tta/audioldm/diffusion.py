@@ -70,6 +70,28 @@ def build_scheduler(name: str, schedule: NoiseScheduleConfig):
     return SCHEDULERS[name](**common)
 
 
+def draw_timesteps(
+    batch_size: int,
+    num_train_timesteps: int,
+    *,
+    sampling: Literal["uniform", "logit_normal"] = "uniform",
+    mean: float = 0.0,
+    std: float = 1.0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Training timesteps (batch_size,) long in [0, num_train_timesteps).
+
+    "uniform" draws every timestep equally often (DDPM). "logit_normal" draws t / T = sigmoid(n), n ~ N(mean,
+    std) (Esser et al. 2024, "Scaling Rectified Flow Transformers", §3.1): the middle noise levels, where the
+    content of a clip is decided, get most of the updates, and the nearly clean and nearly pure-noise ends fewer."""
+    if sampling == "uniform":
+        return torch.randint(0, num_train_timesteps, (batch_size,), device=device)
+    if sampling == "logit_normal":
+        fraction = torch.sigmoid(torch.randn(batch_size, device=device) * std + mean)
+        return (fraction * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
+    raise ValueError(f"unknown timestep sampling {sampling!r}; choose uniform or logit_normal")
+
+
 class Denoiser(nn.Module):
     """The UNet plus its training objective.
 

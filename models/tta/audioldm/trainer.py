@@ -24,7 +24,7 @@ from models.base.data import MelSegmentDataset, collate_skipping_missing, read_s
 from models.base.trainer import Trainer
 from models.text_encoder import TextEmbeddingCache, load_text_encoder
 from models.tta.audioldm.config import AudioLDMExperiment
-from models.tta.audioldm.diffusion import Denoiser
+from models.tta.audioldm.diffusion import Denoiser, draw_timesteps
 from models.tta.audioldm.pipeline import UNET_NAME, AudioLDMPipeline, build_unet
 from models.tta.audioldm.posterior_cache import PosteriorCache
 from models.tta.audioldm.stage1 import load_frozen_autoencoder
@@ -93,7 +93,15 @@ class AudioLDMTrainer(Trainer):
         dropped = [float(torch.rand(())) < self.config.diffusion.caption_dropout for _ in batch["caption"]]
         contexts = self._conditioning.contexts(batch["caption"], unconditional=dropped)
         denoiser = self._denoiser()
-        timesteps = torch.randint(0, denoiser.num_train_timesteps, (latents.shape[0],), device=self.device)
+        diffusion = self.config.diffusion
+        timesteps = draw_timesteps(
+            latents.shape[0],
+            denoiser.num_train_timesteps,
+            sampling=diffusion.timestep_sampling,
+            mean=diffusion.timestep_mean,
+            std=diffusion.timestep_std,
+            device=self.device,
+        )
         loss = denoiser.loss(
             latents,
             contexts.states,

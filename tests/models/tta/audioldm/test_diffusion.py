@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.tta.audioldm.diffusion import SCHEDULERS, Denoiser, NoiseScheduleConfig, build_scheduler
+from models.tta.audioldm.diffusion import SCHEDULERS, Denoiser, NoiseScheduleConfig, build_scheduler, draw_timesteps
 from models.tta.audioldm.sampling import sample_latents
 from models.tta.audioldm.unet import AudioLDMUNet
 
@@ -43,6 +43,24 @@ def test_min_snr_weights():
     unweighted = weighted.loss(latents, contexts, masks, weighted=False, **arguments)
     assert unweighted.item() == pytest.approx(plain.loss(latents, contexts, masks, **arguments).item(), rel=1e-6)
     assert weighted.loss(latents, contexts, masks, **arguments).item() != pytest.approx(unweighted.item(), rel=1e-3)
+
+
+def test_logit_normal_timesteps_concentrate_in_the_middle():
+    torch.manual_seed(0)
+    uniform = draw_timesteps(20000, 1000)
+    logit_normal = draw_timesteps(20000, 1000, sampling="logit_normal")
+    shifted = draw_timesteps(20000, 1000, sampling="logit_normal", mean=-1.0)
+    for timesteps in (uniform, logit_normal, shifted):
+        assert timesteps.dtype == torch.long and 0 <= int(timesteps.min()) and int(timesteps.max()) <= 999
+    middle = lambda t: ((t >= 250) & (t < 750)).float().mean().item()  # noqa: E731
+    assert abs(middle(uniform) - 0.5) < 0.02
+    # P(|n| < logit(0.75)) for n ~ N(0, 1): 0.729
+    assert abs(middle(logit_normal) - 0.729) < 0.02
+    assert abs(logit_normal.float().median().item() - 500) < 15
+    # a negative mean moves the mass towards the clean end: median 1000 * sigmoid(-1) = 269
+    assert abs(shifted.float().median().item() - 269) < 15
+    with pytest.raises(ValueError, match="logit_normal"):
+        draw_timesteps(4, 1000, sampling="beta")
 
 
 def test_masked_time_steps_do_not_count():

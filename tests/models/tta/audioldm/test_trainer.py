@@ -15,7 +15,7 @@ from tests.models.tta.audioldm.tiny_stage2 import (
     shrink_overrides,
 )
 from utils.checkpoint import CheckpointError, list_checkpoints, read_checkpoint_meta
-from utils.config import config_to_dict, load_config
+from utils.config import ConfigError, config_to_dict, load_config
 from utils.logging import ExperimentWriter
 
 
@@ -107,3 +107,32 @@ def test_vae_architecture_mismatch_is_a_clear_error(fixtures, tmp_path):
 def test_text_width_mismatch_is_a_clear_error(fixtures, tmp_path):
     with pytest.raises(ValueError, match="text encoder's hidden size 384"):
         build_trainer(fixtures, tmp_path / "run", "unet.cross_attention_dims=[768]")
+
+
+def test_training_timesteps_follow_the_configured_sampling(fixtures, tmp_path, monkeypatch):
+    from models.tta.audioldm import trainer as trainer_module
+
+    drawn = []
+    original = trainer_module.draw_timesteps
+
+    def recording(batch_size, num_train_timesteps, **kwargs):
+        timesteps = original(batch_size, num_train_timesteps, **kwargs)
+        drawn.append((kwargs, timesteps))
+        return timesteps
+
+    monkeypatch.setattr(trainer_module, "draw_timesteps", recording)
+    trainer = build_trainer(
+        fixtures, tmp_path / "run", "diffusion.timestep_sampling=logit_normal", "diffusion.timestep_mean=-0.5",
+        "diffusion.timestep_std=0.8", "trainer.max_steps=1", "trainer.sample_every=0",
+    )
+    trainer.train()
+    kwargs, timesteps = drawn[0]
+    assert (kwargs["sampling"], kwargs["mean"], kwargs["std"]) == ("logit_normal", -0.5, 0.8)
+    assert timesteps.shape == (2,) and int(timesteps.max()) < 1000
+
+
+def test_bad_timestep_std_is_a_clear_error(fixtures, tmp_path):
+    with pytest.raises(ConfigError, match="diffusion.timestep_std must be > 0, got 0.0"):
+        build_trainer(fixtures, tmp_path / "run", "diffusion.timestep_std=0")
+    with pytest.raises(ConfigError, match="timestep_sampling"):
+        build_trainer(fixtures, tmp_path / "run", "diffusion.timestep_sampling=beta")
