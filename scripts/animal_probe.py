@@ -84,15 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     features = classifier.audio_features(output.waveforms.flatten(0, 1), pipeline.mel.sample_rate)
     logits = features.attribute_logits["sources"].reshape(len(prompts), args.per_species, -1)
-    summary = {"checkpoint": str(pipeline.checkpoint), **vars(args), **probe_summary(logits)}
-    summary["output"] = None if args.output is None else str(args.output)
+    settings = {**vars(args), "output": None if args.output is None else str(args.output)}
+    summary = {**settings, "checkpoint": str(pipeline.checkpoint), **probe_summary(logits)}
     print(f"{pipeline.checkpoint}: top-1 {summary['top1']:.1%} of {summary['clips']} clips (chance 10 %), mean rank "
           f"{summary['mean_rank']:.2f} (chance 4.5)")
     print("hits per species:  " + ", ".join(f"{name} {count}" for name, count in summary["hits"].items()))
     print("heard most:        " + ", ".join(f"{name} {count}" for name, count in summary["heard_most"].items()))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        args.output.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 
