@@ -121,12 +121,18 @@ def build_inputs() -> dict[str, torch.Tensor]:
 
 
 def step_calls(
-    reference, ours, inputs, autocast_dtype: torch.dtype | None, ours_cast: AudioLDMUNet | None = None
+    reference,
+    ours,
+    inputs,
+    autocast_dtype: torch.dtype | None,
+    ours_cast: AudioLDMUNet | None = None,
+    compiled: Callable | None = None,
 ) -> dict[str, Step]:
     """The timed calls; the context caches are built here, once, under the same autocast as the steps.
 
     ``ours_cast``: a copy of our UNet whose conv/linear weights the caller holds in the autocast dtype
     (``weights_held_in``, as the sampling loop does under autocast); adds the "+cast-once" call.
+    ``compiled``: ``torch.compile(ours)``; adds the "compiled" call, the fast path on ours' context cache.
     """
     contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
     with torch.no_grad(), autocast(autocast_dtype):
@@ -146,6 +152,8 @@ def step_calls(
     }
     if ours_cast is not None:
         calls["ours+...+cast-once"] = lambda: ours_cast(inputs["latent"], inputs["timestep"], cast_cache)
+    if compiled is not None:
+        calls["compiled"] = lambda: compiled(inputs["latent"], inputs["timestep"], cache)
     return calls
 
 
@@ -252,16 +260,9 @@ def compile_trial(
     layers get pre-packed weights and constant folding applies)."""
     import torch._inductor.config as inductor_config
 
-    eager_calls = step_calls(reference, ours, inputs, autocast_dtype)
-    with torch.no_grad(), autocast(autocast_dtype):
-        cache = ours.precompute_context([inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]])
     with inductor_config.patch(freezing=True):
-        compiled = torch.compile(ours)
-        calls = {
-            "diffusers": eager_calls["diffusers"],
-            "ours+cache+shared": eager_calls["ours+cache+shared"],
-            "compiled": lambda: compiled(inputs["latent"], inputs["timestep"], cache),
-        }
+        all_calls = step_calls(reference, ours, inputs, autocast_dtype, compiled=torch.compile(ours))
+        calls = {name: all_calls[name] for name in ("diffusers", "ours+cache+shared", "compiled")}
         started = time.perf_counter()
         with torch.inference_mode(), autocast(autocast_dtype):
             calls["compiled"]()

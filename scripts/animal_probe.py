@@ -3,8 +3,8 @@
     python3 scripts/animal_probe.py --checkpoint exp/quickstart/audioldm [--vocoder exp/quickstart/vocoder]
         [--per_species 4] [--guidance_scale 3] [--num_inference_steps 25] [--seed 0] [--output FILE.json]
 
-Generates every one-animal caption ("A cat meows", "Dogs bark", ...) --per_species times (seeds seed, seed+1,
-... through the pipeline's one generator) and asks the committed evaluation classifier which of the ten animals
+Generates every one-animal caption ("A cat meows", "Dogs bark", ...) --per_species times (all initial noise
+drawn from one generator seeded with --seed, as `run_inference.sh --seed` does) and asks the committed evaluation classifier which of the ten animals
 it hears most. Prints the top-1 accuracy (chance 10 %), the mean rank of the prompted animal (chance 4.5), the
 hits per species and how often each animal is heard. The main job's animal adherence mixes 13 one-animal and 28
 two-animal test prompts, dominated by owl and cow; this isolates whether the model renders each species at all, in
