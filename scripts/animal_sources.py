@@ -7,8 +7,10 @@ split by single-animal and two-animal prompts, from the per-clip labels that `ev
 METRICS_JSON is an evaluation output (e.g. the main job's exp/quickstart/generation_metrics.json); every set in
 it ("real", "reconstructed", "generated", ...) gets one row. Columns: clips with exactly the prompt's animals
 (the adherence of the "animals/sources" attribute), the same for one-animal and two-animal prompts, clips where
-at least one prompted animal is among the predicted ones, and the animals predicted most often (a classifier
-that calls most clips "duck" hears no animal identity in them). The split files give each reference uid's
+at least one prompted animal is among the predicted ones, the probability that a uniform random guess gets at
+least as many exact clips (right with probability 1/10 for one animal, 1/45 for two: "P(chance)"), and the animals
+predicted most often (a classifier that calls most clips "duck" hears no animal identity in them). With several
+sets, a last row pools their generated ones (every set but "real" and "reconstructed"), e.g. seeds of one model. The split files give each reference uid's
 attributes. --text_encoder also prints how far apart that encoder puts the ten one-animal captions ("a cat
 meows", ...): the range of cosines of their masked-mean states between species, and their mean cosine to a
 music caption (is the species in the conditioning at all?).
@@ -16,13 +18,30 @@ music caption (is the species in the conditioning at all?).
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from preprocessors.builtin.animals import ANIMALS  # noqa: E402
+
 DEFAULT_SPLITS = tuple(Path("data/processed/builtin") / f"{split}.json" for split in ("train", "valid", "test"))
+NOT_GENERATED = ("real", "reconstructed")
+
+
+def chance_tail(single: int, pair: int, hits: int, num_animals: int = len(ANIMALS)) -> float:
+    """P(a uniform random guess gets >= hits exact clips) over `single` one-animal and `pair` two-animal clips,
+    each right with probability 1 / C(num_animals, k): the tail of their Poisson-binomial distribution."""
+    distribution = np.ones(1)
+    for count, animals in ((single, 1), (pair, 2)):
+        chance = 1.0 / math.comb(num_animals, animals)
+        for _ in range(count):
+            distribution = np.convolve(distribution, [1.0 - chance, chance])
+    return float(distribution[hits:].sum())
 
 
 def animal_rows(results: list[dict], records: dict[str, dict]) -> list[dict]:
@@ -79,6 +98,14 @@ def _fraction(row: dict, hits: str, total: str) -> str:
     return f"{row.get(hits, 0)}/{row.get(total, 0)}"
 
 
+def _print_row(file: str, row: dict) -> None:
+    common = ", ".join(f"{animal} {count}" for animal, count in row["predicted"])
+    tail = chance_tail(row.get("single", 0), row.get("pair", 0), row.get("exact", 0))
+    print(f"{file[:38]:38s} {row['name'][:24]:24s} {row['clips']:5d} {_fraction(row, 'exact', 'clips'):>6s} "
+          f"{_fraction(row, 'single_exact', 'single'):>7s} {_fraction(row, 'pair_exact', 'pair'):>6s} "
+          f"{_fraction(row, 'overlap', 'clips'):>7s} {tail:9.2g}  {common}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("metrics", type=Path, nargs="+")
@@ -87,16 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records = {record["Uid"]: record for path in args.splits for record in _read_json(path)}
     evaluations = {path: _read_json(path) for path in args.metrics}
-    print(f"{'file':38s} {'set':24s} {'clips':>5s} {'exact':>6s} {'single':>7s} {'pair':>6s} {'overlap':>7s}  "
-          "most predicted")
+    print(f"{'file':38s} {'set':24s} {'clips':>5s} {'exact':>6s} {'single':>7s} {'pair':>6s} {'overlap':>7s} "
+          f"{'P(chance)':>9s}  most predicted")
+    pooled, pooled_sets = Counter(), 0
     for path, evaluation in evaluations.items():
         for row in animal_rows(evaluation.get("results", []), records):
             if not row.get("clips"):
                 continue
-            common = ", ".join(f"{animal} {count}" for animal, count in row["predicted"])
-            print(f"{path.stem[:38]:38s} {row['name'][:24]:24s} {row['clips']:5d} {_fraction(row, 'exact', 'clips'):>6s} "
-                  f"{_fraction(row, 'single_exact', 'single'):>7s} {_fraction(row, 'pair_exact', 'pair'):>6s} "
-                  f"{_fraction(row, 'overlap', 'clips'):>7s}  {common}")
+            _print_row(path.stem, row)
+            if row["name"] not in NOT_GENERATED:
+                pooled.update({key: value for key, value in row.items() if isinstance(value, int)})
+                pooled_sets += 1
+    if pooled_sets > 1:
+        _print_row("pooled", {"name": f"{pooled_sets} generated sets", **pooled, "predicted": []})
     if args.text_encoder:
         low, high, music = caption_cosines(args.text_encoder)
         print(f"{args.text_encoder}: one-animal captions, cosine between species {low:.2f} to {high:.2f}; "
