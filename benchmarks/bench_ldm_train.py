@@ -1,7 +1,7 @@
 """Stage-2 (latent diffusion UNet) training speed and peak memory on the CPU: fp32 against bf16 autocast, with and
 without gradient checkpointing, for the built-in debug UNet and the full-size AudioLDM 2 base UNet.
 
-    python benchmarks/bench_ldm_train.py [--sizes builtin,full] [--steps 2] [--warmup 1] [--threads 1]
+    python benchmarks/bench_ldm_train.py [--sizes builtin,quickstart,full] [--steps 2] [--warmup 1] [--threads 1]
         [--output benchmarks/results/ldm_train.txt]
 
 Run with OMP_WAIT_POLICY=PASSIVE in the environment on a shared machine.
@@ -11,10 +11,12 @@ forward, the masked MSE) on random scaled latents and random text states, the ba
 (under `torch.autocast("cpu", dtype=torch.bfloat16)` for bf16, the optimizer and weights in fp32, as accelerate's
 bf16 mixed precision does). The frozen VAE encoder and text encoder are left out: they run without gradients and
 their cost does not depend on these options (the VAE's is in bench_vae_train.py).
-  builtin  egs/tta/audioldm/exp_config_debug.json's UNet (2.0 M parameters), its batch 8 of 256-frame segments
-           (latent 8 x 64 x 16), MiniLM-width states (8, 32, 384)
-  full     AudioLDM 2 base UNet (346.9 M parameters, [None, 768, 1024] cross-attentions), batch 2 of 10.24 s
-           (latent 8 x 256 x 16), GPT-2 (2, 8, 768) and masked Flan-T5 (2, 20, 1024) states
+  builtin     egs/tta/audioldm/exp_config_debug.json's UNet (2.0 M parameters), its batch 8 of 256-frame segments
+              (latent 8 x 64 x 16), MiniLM-width states (8, 32, 384)
+  quickstart  the main job's stage 2, egs/tta/quickstart/audioldm.json (7.3 M parameters), its batch 4 of whole
+              5 s clips (latent 8 x 128 x 16), MiniLM-width states (4, 48, 384)
+  full        AudioLDM 2 base UNet (346.9 M parameters, [None, 768, 1024] cross-attentions), batch 2 of 10.24 s
+              (latent 8 x 256 x 16), GPT-2 (2, 8, 768) and masked Flan-T5 (2, 20, 1024) states
 Every configuration runs in its own process, so its peak resident memory (`ru_maxrss`, which includes the
 process's baseline of torch and the model) is its own. Throughput is batch / the median time of the timed steps
 after `--warmup` untimed ones; CPU time is reported too (robust when other processes share the cores).
@@ -43,7 +45,10 @@ from models.tta.audioldm.pipeline import build_unet  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
-DEBUG_CONFIG = REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json"
+CONFIGS = {
+    "builtin": REPO_ROOT / "egs" / "tta" / "audioldm" / "exp_config_debug.json",
+    "quickstart": REPO_ROOT / "egs" / "tta" / "quickstart" / "audioldm.json",
+}
 FULL_UNET = dict(
     in_channels=8, out_channels=8, block_out_channels=(128, 256, 384, 640),
     attention_blocks=(False, True, True, True), cross_attention_dims=(None, 768, 1024), layers_per_block=2,
@@ -55,8 +60,8 @@ PRECISIONS = ("fp32", "bf16")
 def build(size: str) -> tuple[Denoiser, int, tuple[int, ...], list[torch.Tensor], list[torch.Tensor | None]]:
     """The denoiser, batch size, latent shape (C, H, W), contexts and masks of one size."""
     torch.manual_seed(0)
-    if size == "builtin":
-        config: AudioLDMExperiment = load_config(DEBUG_CONFIG, AudioLDMExperiment)
+    if size in CONFIGS:
+        config: AudioLDMExperiment = load_config(CONFIGS[size], AudioLDMExperiment)
         text_width = next(dim for dim in config.unet.cross_attention_dims if dim is not None)
         unet = build_unet(config.unet, text_width=text_width)
         batch = config.trainer.batch_size
@@ -117,6 +122,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "ldm_train.txt")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = [size for size in args.sizes.split(",") if size not in (*CONFIGS, "full")]
+    if unknown:
+        parser.error(f"--sizes: unknown size(s) {unknown}; choose from {', '.join((*CONFIGS, 'full'))}")
     torch.set_num_threads(args.threads)
     if args.worker is not None:
         size, precision, checkpointing = args.worker.split(":")
