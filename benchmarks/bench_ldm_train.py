@@ -1,5 +1,6 @@
 """Stage-2 (latent diffusion UNet) training speed and peak memory on the CPU: fp32 against bf16 autocast, with and
-without gradient checkpointing, for the built-in debug UNet and the full-size AudioLDM 2 base UNet.
+without gradient checkpointing, for the built-in debug UNet, the main job's (quickstart) UNet and the full-size
+AudioLDM 2 base UNet.
 
     python benchmarks/bench_ldm_train.py [--sizes builtin,quickstart,full] [--steps 2] [--warmup 1] [--threads 1]
         [--output benchmarks/results/ldm_train.txt]

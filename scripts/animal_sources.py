@@ -10,7 +10,8 @@ it ("real", "reconstructed", "generated", ...) gets one row. Columns: clips with
 at least one prompted animal is among the predicted ones, the probability that a uniform random guess gets at
 least as many exact clips (right with probability 1/10 for one animal, 1/45 for two: "P(chance)"), and the animals
 predicted most often (a classifier that calls most clips "duck" hears no animal identity in them). With several
-sets, a last row pools their generated ones (every set but "real" and "reconstructed"), e.g. seeds of one model. The split files give each reference uid's
+generated sets, a last row pools them (e.g. seeds of one model); every set counts as generated except those named
+"real" and "reconstructed", the main job's names for its references. The split files give each reference uid's
 attributes. --text_encoder also prints how far apart that encoder puts the ten one-animal captions ("a cat
 meows", ...): the range of cosines of their masked-mean states between species, and their mean cosine to a
 music caption (is the species in the conditioning at all?).

@@ -18,6 +18,7 @@ them, not to make them: the failure is in the high-noise steps that choose the c
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +26,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.base.data import LOG_MEL_FLOOR  # noqa: E402
 from models.tta.audioldm.diffusion import build_scheduler  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
 from models.tta.audioldm.text_states import encode_texts, pad_to_length  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
 
 TRAJECTORY_ROWS = 6
+# Generated clips without --mel are as long as the built-in data's clips.
+DEFAULT_SECONDS = 5.0
 
 
-def guided_contexts(pipeline: AudioLDMPipeline, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """[empty, caption] text states (2, L, D) and masks (2, L), padded to one length, for guided UNet calls."""
+def text_contexts(pipeline: AudioLDMPipeline, caption: str, guided: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text states and masks for the UNet: (2, L, D) and (2, L) ordered [empty, caption] when guided (one length),
+    else the caption's (1, L, D) and (1, L)."""
     states, mask = encode_texts(pipeline.text_encoder, [caption])
+    if not guided:
+        return states, mask
     negative_states, negative_mask = encode_texts(pipeline.text_encoder, [""])
     length = max(states.shape[1], negative_states.shape[1])
     states, mask = pad_to_length(states, mask, length)
@@ -43,8 +50,10 @@ def guided_contexts(pipeline: AudioLDMPipeline, caption: str) -> tuple[torch.Ten
     return torch.cat([negative_states, states]), torch.cat([negative_mask, mask])
 
 
-def clean_estimate(pipeline: AudioLDMPipeline, noisy: torch.Tensor, timestep: int, prediction: torch.Tensor) -> torch.Tensor:
-    """x0 from the UNet's ε or v prediction at an integer timestep (latents (1, C, H, W))."""
+def clean_estimate(
+    pipeline: AudioLDMPipeline, noisy: torch.Tensor, timestep: int, prediction: torch.Tensor
+) -> torch.Tensor:
+    """x0 (1, C, H, W) from the UNet's ε or v prediction (1, C, H, W) for `noisy` at an integer timestep."""
     alpha_bar = pipeline.denoiser.alphas_cumprod[timestep]
     if pipeline.denoiser.prediction_type == "epsilon":
         return (noisy - (1 - alpha_bar).sqrt() * prediction) / alpha_bar.sqrt()
@@ -52,22 +61,41 @@ def clean_estimate(pipeline: AudioLDMPipeline, noisy: torch.Tensor, timestep: in
 
 
 @torch.no_grad()
-def one_step_estimates(pipeline, latent, contexts, masks, timesteps, guidance_scale, generator):
-    """[(label, x0 (1, C, H, W), mse to latent)] for the clean latent itself and one guided step from each t."""
+def one_step_estimates(
+    pipeline: AudioLDMPipeline,
+    latent: torch.Tensor,
+    contexts: torch.Tensor,
+    masks: torch.Tensor,
+    timesteps: Sequence[int],
+    guidance_scale: float,
+    generator: torch.Generator,
+) -> list[tuple[str, torch.Tensor, float]]:
+    """[(label, x0 (1, C, H, W), mean squared error to `latent`)]: the scaled clean latent (1, C, H, W) itself, then
+    one guided denoising step from it noised to each timestep (one noise draw shared by all timesteps)."""
     noise = torch.randn(latent.shape, generator=generator)
     rows = [("VAE reconstruction (no noise)", latent, 0.0)]
     for timestep in timesteps:
         alpha_bar = pipeline.denoiser.alphas_cumprod[timestep]
         noisy = alpha_bar.sqrt() * latent + (1 - alpha_bar).sqrt() * noise
-        prediction = pipeline.denoiser.guided_prediction(noisy, torch.tensor([timestep]), [contexts], [masks], guidance_scale)
+        prediction = pipeline.denoiser.guided_prediction(
+            noisy, torch.tensor([timestep]), [contexts], [masks], guidance_scale
+        )
         estimate = clean_estimate(pipeline, noisy, timestep, prediction)
         rows.append((f"one step from t = {timestep}", estimate, float(((estimate - latent) ** 2).mean())))
     return rows
 
 
 @torch.no_grad()
-def trajectory_estimates(pipeline, shape, contexts, masks, guidance_scale, num_inference_steps, generator):
-    """[(label, x0 (1, C, H, W))] at TRAJECTORY_ROWS evenly spaced steps of a DDIM generation from noise."""
+def trajectory_estimates(
+    pipeline: AudioLDMPipeline,
+    shape: tuple[int, ...],
+    contexts: torch.Tensor,
+    masks: torch.Tensor,
+    guidance_scale: float,
+    num_inference_steps: int,
+    generator: torch.Generator,
+) -> list[tuple[str, torch.Tensor]]:
+    """[(label, x0 (1, C, H, W))] at TRAJECTORY_ROWS evenly spaced steps of a DDIM generation of `shape` from noise."""
     scheduler = build_scheduler("ddim", pipeline.schedule)
     scheduler.set_timesteps(num_inference_steps)
     latents = torch.randn(shape, generator=generator)
@@ -77,7 +105,8 @@ def trajectory_estimates(pipeline, shape, contexts, masks, guidance_scale, num_i
         prediction = pipeline.denoiser.guided_prediction(latents, timestep.view(1), [contexts], [masks], guidance_scale)
         step = scheduler.step(prediction, timestep, latents)
         if index in kept_steps:
-            rows.append((f"generation, step {index + 1} of {num_inference_steps} (t = {int(timestep)})", step.pred_original_sample))
+            label = f"generation, step {index + 1} of {num_inference_steps} (t = {int(timestep)})"
+            rows.append((label, step.pred_original_sample))
         latents = step.prev_sample
     return rows
 
@@ -111,22 +140,33 @@ def save_panels(path: Path, panels: list[tuple[str, list[tuple[str, np.ndarray]]
 
 
 def parse_timesteps(text: str) -> list[int]:
+    """"50,300,700" -> [50, 300, 700]; anything else is an argparse error naming --timesteps."""
     try:
         timesteps = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--timesteps must be comma-separated integers, got {text!r}") from None
-    if not timesteps or any(not 0 < t < 1000 for t in timesteps):
-        raise argparse.ArgumentTypeError(f"--timesteps must be integers in 1..999, got {text!r}")
+    if not timesteps or any(t < 1 for t in timesteps):
+        raise argparse.ArgumentTypeError(f"--timesteps must be positive integers, got {text!r}")
     return timesteps
 
 
+def read_mel(path: Path, n_mels: int) -> np.ndarray:
+    """A preprocessed log-mel .npy as float32 (n_mels, frames); ValueError naming the file when it is not one."""
+    mel = np.load(path, allow_pickle=False)
+    if not isinstance(mel, np.ndarray) or mel.ndim != 2 or mel.shape[0] != n_mels:
+        shape = getattr(mel, "shape", "an archive of arrays")
+        raise ValueError(f"--mel {path} holds {shape}, expected one array of shape ({n_mels}, frames)")
+    return mel.astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run both probes, write the PNG and print the report; 1 on a bad checkpoint or mel."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a stage-2 experiment or checkpoint folder")
     parser.add_argument("--caption", required=True)
     parser.add_argument("--mel", type=Path, default=None, help="a preprocessed log-mel .npy, (n_mels, frames)")
     parser.add_argument("--timesteps", type=parse_timesteps, default=[50, 100, 200, 300, 500, 700])
-    parser.add_argument("--guidance_scale", type=float, default=3.0)
+    parser.add_argument("--guidance_scale", type=float, default=3.0, help="<= 1: the caption alone, unguided")
     parser.add_argument("--num_inference_steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True, help="PNG to write")
@@ -136,36 +176,44 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         pipeline = AudioLDMPipeline.from_checkpoint(args.checkpoint)
-        mel = None if args.mel is None else np.load(args.mel).astype(np.float32)
+        mel = None if args.mel is None else read_mel(args.mel, pipeline.mel.n_mels)
     except (CheckpointError, ValueError, OSError) as error:
         print(f"denoise_probe.py: {error}", file=sys.stderr)
         return 1
-    n_mels = pipeline.mel.n_mels
-    if mel is not None and (mel.ndim != 2 or mel.shape[0] != n_mels):
-        print(f"denoise_probe.py: --mel {args.mel} has shape {mel.shape}, expected ({n_mels}, frames)", file=sys.stderr)
+    if max(args.timesteps) >= pipeline.denoiser.num_train_timesteps:
+        print(f"denoise_probe.py: --timesteps must be below the model's {pipeline.denoiser.num_train_timesteps} "
+              f"training timesteps, got {max(args.timesteps)}", file=sys.stderr)
         return 1
 
-    generator = torch.Generator().manual_seed(args.seed)
-    contexts, masks = guided_contexts(pipeline, args.caption)
-    decode = lambda latent: pipeline.autoencoder.decode(latent / pipeline.scale_factor)[0, 0].numpy()  # noqa: E731
-    panels, report = [], {"checkpoint": str(pipeline.checkpoint), "caption": args.caption, "mel": None}
+    seconds = DEFAULT_SECONDS if mel is None else mel.shape[1] * pipeline.mel.hop_length / pipeline.mel.sample_rate
+    mel_frames = pipeline.mel_frames(seconds)
+    # The latent grid of a training crop (e.g. 500 mel frames padded to 512): see AudioLDMPipeline.latent_frames.
+    latent_frames = pipeline.latent_frames(seconds)
     factor = pipeline.autoencoder.downsample_factor
-    frames = 5.0 * pipeline.mel.sample_rate / pipeline.mel.hop_length
-    latent_shape = (1, pipeline.autoencoder.latent_channels, pipeline.latent_frames(5.0), n_mels // factor)
+    latent_shape = (1, pipeline.autoencoder.latent_channels, latent_frames, pipeline.mel.n_mels // factor)
+    generator = torch.Generator().manual_seed(args.seed)
+    contexts, masks = text_contexts(pipeline, args.caption, guided=args.guidance_scale > 1.0)
+
+    def decode(latent: torch.Tensor) -> np.ndarray:
+        """Scaled latent (1, C, h, w) -> log-mel (mel_frames, n_mels), the padding cropped off."""
+        return pipeline.autoencoder.decode(latent / pipeline.scale_factor)[0, 0, :mel_frames].numpy()
+
+    panels, report = [], {"checkpoint": str(pipeline.checkpoint), "caption": args.caption, "mel": None}
     with torch.no_grad():
         if mel is not None:
-            frames = mel.shape[1]
-            latent = pipeline.autoencoder.encode(torch.from_numpy(mel.T)[None, None]).mean * pipeline.scale_factor
-            latent_shape = tuple(latent.shape)
+            padded = np.full((latent_frames * factor, mel.shape[0]), LOG_MEL_FLOOR, dtype=np.float32)
+            padded[: mel.shape[1]] = mel.T
+            latent = pipeline.autoencoder.encode(torch.from_numpy(padded)[None, None]).mean * pipeline.scale_factor
             rows = one_step_estimates(pipeline, latent, contexts, masks, args.timesteps, args.guidance_scale, generator)
-            panels.append((f"{args.mel.name}: noised to t, one guided step back", [(label, decode(x)) for label, x, _ in rows]))
+            title = f"{args.mel.name}: noised to t, one guided step back"
+            panels.append((title, [(label, decode(estimate)) for label, estimate, _ in rows]))
             report["mel"] = str(args.mel)
             report["x0_mse"] = {label: mse for label, _, mse in rows[1:]}
         rows = trajectory_estimates(
             pipeline, latent_shape, contexts, masks, args.guidance_scale, args.num_inference_steps, generator
         )
-        panels.append((f"'{args.caption}': clean-latent estimate along a generation", [(label, decode(x)) for label, x in rows]))
-    panels = [(title, [(label, image[: int(frames)]) for label, image in images]) for title, images in panels]
+        title = f"'{args.caption}': clean-latent estimate along a generation"
+        panels.append((title, [(label, decode(estimate)) for label, estimate in rows]))
     save_panels(args.output, panels)
     print(json.dumps({**report, "output": str(args.output)}, indent=2))
     return 0

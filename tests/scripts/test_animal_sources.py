@@ -1,3 +1,5 @@
+"""scripts/animal_sources.py: the chance tail by hand, and the pooled row over several files' generated sets."""
+
 import importlib.util
 from pathlib import Path
 
@@ -30,7 +32,10 @@ def test_main_pools_the_generated_sets_of_several_files(tmp_path, capsys):
         '[{"Uid": "a", "Family": "animals", "Attributes": {"sources": ["cat"]}},'
         ' {"Uid": "b", "Family": "animals", "Attributes": {"sources": ["cow", "dog"]}}]'
     )
-    clips = '[{"references": ["a"], "classifier": {"sources": ["cat"]}}, {"references": ["b"], "classifier": {"sources": ["dog", "pig"]}}]'
+    clips = (
+        '[{"references": ["a"], "classifier": {"sources": ["cat"]}},'
+        ' {"references": ["b"], "classifier": {"sources": ["dog", "pig"]}}]'
+    )
     for index in (1, 2):
         (tmp_path / f"m{index}.json").write_text(
             '{"results": [{"name": "real", "clips": %s}, {"name": "generated", "clips": %s}]}' % (clips, clips)
@@ -41,7 +46,7 @@ def test_main_pools_the_generated_sets_of_several_files(tmp_path, capsys):
     # gets >= 2 of 2 singles (0.1 each) and 2 pairs (1/45 each) with 1 - P(0) - P(1)
     assert pooled[:6] == ["pooled", "2", "generated", "sets", "4", "2/4"]
     assert pooled[6:8] == ["2/2", "0/2"]
-    q = 1 / 45
-    none = 0.9**2 * (1 - q) ** 2
-    one = 2 * 0.1 * 0.9 * (1 - q) ** 2 + 0.9**2 * 2 * q * (1 - q)
-    assert float(pooled[9]) == pytest.approx(1 - none - one, abs=5e-4)  # printed to 2 significant digits
+    pair_chance = 1 / 45
+    no_hit = 0.9**2 * (1 - pair_chance) ** 2
+    one_hit = 2 * 0.1 * 0.9 * (1 - pair_chance) ** 2 + 0.9**2 * 2 * pair_chance * (1 - pair_chance)
+    assert float(pooled[9]) == pytest.approx(1 - no_hit - one_hit, abs=5e-4)  # printed to 2 significant digits
