@@ -1,7 +1,8 @@
 """Species probe: can a stage-2 checkpoint render each of the built-in data's ten animals on its own?
 
     python3 scripts/animal_probe.py --checkpoint exp/quickstart/audioldm [--vocoder exp/quickstart/vocoder]
-        [--per_species 4] [--guidance_scale 3] [--num_inference_steps 25] [--seed 0] [--output FILE.json]
+        [--per_species 4] [--guidance_scale 3] [--scheduler dpmsolver++] [--num_inference_steps 25] [--seed 0]
+        [--output FILE.json]
 
 Generates every one-animal caption ("A cat meows", "Dogs bark", ...) --per_species times (all initial noise
 drawn from one generator seeded with --seed, as `run_inference.sh --seed` does) and asks the committed evaluation classifier which of the ten animals
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.backbones import load_classifier_backbone  # noqa: E402
 from models.tta.audio_classifier.labels import ANIMAL_SOURCES  # noqa: E402
+from models.tta.audioldm.diffusion import SCHEDULERS  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
 from preprocessors.builtin.captions import ANIMAL_PHRASES  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", default=DEFAULT_CLASSIFIER)
     parser.add_argument("--per_species", type=int, default=4)
     parser.add_argument("--guidance_scale", type=float, default=3.0)
+    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dpmsolver++")
     parser.add_argument("--num_inference_steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="also write the summary to this JSON file")
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         num_waveforms_per_prompt=args.per_species,
         guidance_scale=args.guidance_scale,
         num_inference_steps=args.num_inference_steps,
+        scheduler=args.scheduler,
         audio_length_in_s=5.0,
         seed=args.seed,
         batch_size=len(prompts),

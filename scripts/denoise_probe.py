@@ -2,14 +2,15 @@
 
     python3 scripts/denoise_probe.py --checkpoint exp/quickstart/audioldm --caption "A cat meows" \
         [--mel data/processed/builtin/mel/builtin_animals_00280.npy] [--timesteps 50,100,200,300,500,700]
-        [--guidance_scale 3] [--num_inference_steps 25] [--seed 0] --output probe.png
+        [--guidance_scale 3] [--scheduler dpmsolver++] [--num_inference_steps 25] [--seed 0] --output probe.png
 
 Two panels of decoded mels, one row per noise level t:
 - with --mel (a preprocessed log-mel .npy, (n_mels, frames)): the clip's VAE latent (posterior mean) noised to each
   t and denoised in one guided step (the model's clean-latent estimate x0); the first row is the VAE's own
   reconstruction. Detail the model keeps here, it can denoise; `x0_mse` in the printed JSON is the estimate's
   mean squared error against the clean latent per t.
-- always: a generation from noise for the caption (DDIM, --num_inference_steps), showing the clean-latent
+- always: a generation from noise for the caption (the generation's own loop and sampler, --scheduler, default
+  DPM-Solver++, and --num_inference_steps), showing the clean-latent
   estimate at six of its steps, from the noisiest to the last: where the clip's layout and texture are decided.
 A model that keeps a real clip's harmonics at t = 300 but generates a texture without them has learned to denoise
 them, not to make them: the failure is in the high-noise steps that choose the content.
@@ -27,9 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.base.data import LOG_MEL_FLOOR  # noqa: E402
-from models.tta.audioldm.diffusion import build_scheduler  # noqa: E402
+from models.tta.audioldm.diffusion import SCHEDULERS, build_scheduler  # noqa: E402
 from models.tta.audioldm.pipeline import AudioLDMPipeline  # noqa: E402
-from models.tta.audioldm.text_states import encode_texts, pad_to_length  # noqa: E402
+from models.tta.audioldm.sampling import sample_latents  # noqa: E402
+from models.tta.audioldm.text_states import encode_texts, encode_with_negative  # noqa: E402
 from utils.checkpoint import CheckpointError  # noqa: E402
 
 TRAJECTORY_ROWS = 6
@@ -38,26 +40,12 @@ DEFAULT_SECONDS = 5.0
 
 
 def text_contexts(pipeline: AudioLDMPipeline, caption: str, guided: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Text states and masks for the UNet: (2, L, D) and (2, L) ordered [empty, caption] when guided (one length),
-    else the caption's (1, L, D) and (1, L)."""
-    states, mask = encode_texts(pipeline.text_encoder, [caption])
+    """Text states and masks for the UNet: (2, L, D) and (2, L) ordered [empty, caption] when guided, else the
+    caption's (1, L, D) and (1, L)."""
     if not guided:
-        return states, mask
-    negative_states, negative_mask = encode_texts(pipeline.text_encoder, [""])
-    length = max(states.shape[1], negative_states.shape[1])
-    states, mask = pad_to_length(states, mask, length)
-    negative_states, negative_mask = pad_to_length(negative_states, negative_mask, length)
+        return encode_texts(pipeline.text_encoder, [caption])
+    states, mask, negative_states, negative_mask = encode_with_negative(pipeline.text_encoder, [caption], "")
     return torch.cat([negative_states, states]), torch.cat([negative_mask, mask])
-
-
-def clean_estimate(
-    pipeline: AudioLDMPipeline, noisy: torch.Tensor, timestep: int, prediction: torch.Tensor
-) -> torch.Tensor:
-    """x0 (1, C, H, W) from the UNet's ε or v prediction (1, C, H, W) for `noisy` at an integer timestep."""
-    alpha_bar = pipeline.denoiser.alphas_cumprod[timestep]
-    if pipeline.denoiser.prediction_type == "epsilon":
-        return (noisy - (1 - alpha_bar).sqrt() * prediction) / alpha_bar.sqrt()
-    return alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * prediction
 
 
 @torch.no_grad()
@@ -71,21 +59,19 @@ def one_step_estimates(
     generator: torch.Generator,
 ) -> list[tuple[str, torch.Tensor, float]]:
     """[(label, x0 (1, C, H, W), mean squared error to `latent`)]: the scaled clean latent (1, C, H, W) itself, then
-    one guided denoising step from it noised to each timestep (one noise draw shared by all timesteps)."""
+    one guided denoising step from it noised (as in training) to each timestep, one noise draw for all of them."""
+    denoiser = pipeline.denoiser
     noise = torch.randn(latent.shape, generator=generator)
     rows = [("VAE reconstruction (no noise)", latent, 0.0)]
     for timestep in timesteps:
-        alpha_bar = pipeline.denoiser.alphas_cumprod[timestep]
-        noisy = alpha_bar.sqrt() * latent + (1 - alpha_bar).sqrt() * noise
-        prediction = pipeline.denoiser.guided_prediction(
-            noisy, torch.tensor([timestep]), [contexts], [masks], guidance_scale
-        )
-        estimate = clean_estimate(pipeline, noisy, timestep, prediction)
+        step = torch.tensor([timestep])
+        noisy = denoiser.train_scheduler.add_noise(latent, noise, step)
+        prediction = denoiser.guided_prediction(noisy, step, [contexts], [masks], guidance_scale)
+        estimate = denoiser.clean_estimate(noisy, step, prediction)
         rows.append((f"one step from t = {timestep}", estimate, float(((estimate - latent) ** 2).mean())))
     return rows
 
 
-@torch.no_grad()
 def trajectory_estimates(
     pipeline: AudioLDMPipeline,
     shape: tuple[int, ...],
@@ -94,20 +80,23 @@ def trajectory_estimates(
     guidance_scale: float,
     num_inference_steps: int,
     generator: torch.Generator,
+    scheduler: str = "dpmsolver++",
 ) -> list[tuple[str, torch.Tensor]]:
-    """[(label, x0 (1, C, H, W))] at TRAJECTORY_ROWS evenly spaced steps of a DDIM generation of `shape` from noise."""
-    scheduler = build_scheduler("ddim", pipeline.schedule)
-    scheduler.set_timesteps(num_inference_steps)
-    latents = torch.randn(shape, generator=generator)
+    """[(label, x0 (1, C, H, W))] at TRAJECTORY_ROWS evenly spaced steps of a generation of `shape` from noise, by
+    the generation's own sampling loop (`sample_latents`) and sampler."""
     kept_steps = set(np.linspace(0, num_inference_steps - 1, TRAJECTORY_ROWS).round().astype(int).tolist())
     rows = []
-    for index, timestep in enumerate(scheduler.timesteps):
-        prediction = pipeline.denoiser.guided_prediction(latents, timestep.view(1), [contexts], [masks], guidance_scale)
-        step = scheduler.step(prediction, timestep, latents)
+
+    def keep(index: int, timestep: torch.Tensor, model_input: torch.Tensor, prediction: torch.Tensor) -> None:
         if index in kept_steps:
             label = f"generation, step {index + 1} of {num_inference_steps} (t = {int(timestep)})"
-            rows.append((label, step.pred_original_sample))
-        latents = step.prev_sample
+            rows.append((label, pipeline.denoiser.clean_estimate(model_input, timestep, prediction)))
+
+    sample_latents(
+        pipeline.denoiser, build_scheduler(scheduler, pipeline.schedule), shape=shape, contexts=[contexts],
+        context_masks=[masks], guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+        generator=generator, show_progress=False, on_step=keep,
+    )
     return rows
 
 
@@ -167,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mel", type=Path, default=None, help="a preprocessed log-mel .npy, (n_mels, frames)")
     parser.add_argument("--timesteps", type=parse_timesteps, default=[50, 100, 200, 300, 500, 700])
     parser.add_argument("--guidance_scale", type=float, default=3.0, help="<= 1: the caption alone, unguided")
+    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dpmsolver++", help="the generation's sampler")
     parser.add_argument("--num_inference_steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True, help="PNG to write")
@@ -210,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             report["mel"] = str(args.mel)
             report["x0_mse"] = {label: mse for label, _, mse in rows[1:]}
         rows = trajectory_estimates(
-            pipeline, latent_shape, contexts, masks, args.guidance_scale, args.num_inference_steps, generator
+            pipeline, latent_shape, contexts, masks, args.guidance_scale, args.num_inference_steps, generator,
+            args.scheduler,
         )
         title = f"'{args.caption}': clean-latent estimate along a generation"
         panels.append((title, [(label, decode(estimate)) for label, estimate in rows]))

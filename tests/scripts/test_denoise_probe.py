@@ -25,9 +25,12 @@ class NoiseOracle(nn.Module):
     """Predicts ε or v from the true clean latent and the true noise (not from its input): the estimate is the
     clean latent only if the caller noised it with that noise at the timestep's ᾱ. One output row per context."""
 
+    context_dims = ()  # nothing for sample_latents to precompute
+
     def __init__(self, clean, noise, prediction_type, alphas_cumprod):
         super().__init__()
         self.clean, self.noise, self.prediction_type, self.alphas_cumprod = clean, noise, prediction_type, alphas_cumprod
+        self.device_marker = nn.Parameter(torch.zeros(()))  # sample_latents reads the device off a parameter
 
     def forward(self, noisy, timestep, contexts, masks):
         alpha_bar = self.alphas_cumprod[timestep.long()].view(-1, 1, 1, 1)
@@ -85,12 +88,15 @@ def test_the_oracle_only_recovers_the_latent_from_the_right_noise():
     assert all(mse > 1e-3 for _, _, mse in rows[1:])
 
 
+@pytest.mark.parametrize("scheduler", ["dpmsolver++", "ddim"])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_trajectory_keeps_six_steps_of_a_perfect_denoiser(prediction_type):
+def test_trajectory_keeps_six_steps_of_a_perfect_denoiser(prediction_type, scheduler):
     clean = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
     pipeline = oracle_pipeline(CleanOracle, clean, None, prediction_type)
     contexts, masks = contexts_for(3.0)
-    rows = denoise_probe.trajectory_estimates(pipeline, SHAPE, contexts, masks, 3.0, 25, torch.Generator().manual_seed(0))
+    rows = denoise_probe.trajectory_estimates(
+        pipeline, SHAPE, contexts, masks, 3.0, 25, torch.Generator().manual_seed(0), scheduler
+    )
     assert [label.split(" (")[0] for label, _ in rows] == [
         f"generation, step {step} of 25" for step in (1, 6, 11, 15, 20, 25)
     ]

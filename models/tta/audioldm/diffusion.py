@@ -123,6 +123,14 @@ class Denoiser(nn.Module):
         alpha_bar = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
         return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * latents
 
+    def clean_estimate(self, noisy: torch.Tensor, timesteps: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+        """The clean latents x0 (B,C,H,W) that a UNet prediction (ε or v, as `target`) implies for `noisy` (B,C,H,W)
+        at `timesteps` (B,) or (): the inverse of `target` given x_t = sqrt(ᾱ) x0 + sqrt(1-ᾱ) ε."""
+        alpha_bar = self.alphas_cumprod[timesteps.long()].reshape(-1, 1, 1, 1)
+        if self.prediction_type == "epsilon":
+            return (noisy - (1 - alpha_bar).sqrt() * prediction) / alpha_bar.sqrt()
+        return alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * prediction
+
     def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
         """Per-sample weights (B,): ones, or min-SNR-γ weights for the prediction type."""
         if self.min_snr_gamma is None:

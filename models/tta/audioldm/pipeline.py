@@ -21,7 +21,7 @@ from models.tta.audioldm.config import AudioLDMExperiment, UNetConfig
 from models.tta.audioldm.diffusion import Denoiser, NoiseScheduleConfig, build_scheduler
 from models.tta.audioldm.sampling import sample_latents
 from models.tta.audioldm.stage1 import load_frozen_autoencoder
-from models.tta.audioldm.text_states import encode_texts, pad_to_length
+from models.tta.audioldm.text_states import encode_texts, encode_with_negative
 from models.tta.audioldm.unet import AudioLDMUNet
 from models.tta.autoencoderkl.model import AutoencoderKL
 from models.tta.vocoders import load_vocoder
@@ -204,12 +204,12 @@ class AudioLDMPipeline:
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         guided = guidance_scale > 1.0
-        states, mask = encode_texts(self.text_encoder, prompts)
         if guided:
-            negative_states, negative_mask = encode_texts(self.text_encoder, [negative_prompt])
-            length = max(states.shape[1], negative_states.shape[1])
-            states, mask = pad_to_length(states, mask, length)
-            negative_states, negative_mask = pad_to_length(negative_states, negative_mask, length)
+            states, mask, negative_states, negative_mask = encode_with_negative(
+                self.text_encoder, prompts, negative_prompt
+            )
+        else:
+            states, mask = encode_texts(self.text_encoder, prompts)
 
         count = len(prompts) * num_waveforms_per_prompt
         prompt_of_item = torch.arange(len(prompts)).repeat_interleave(num_waveforms_per_prompt)

@@ -1,7 +1,7 @@
 """The sampling loop shared by AudioLDM and AudioLDM 2: a diffusers scheduler driving our guided denoiser."""
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -53,6 +53,7 @@ def sample_latents(
     autocast_dtype: torch.dtype | None = None,
     cast_weights_once: bool = True,
     show_progress: bool = True,
+    on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Denoise Gaussian latents of `shape` (B, C, H, W) into scaled clean latents (B, C, H, W), float32.
 
@@ -62,6 +63,10 @@ def sample_latents(
     With autocast, `cast_weights_once` holds the UNet's conv/linear weights in `autocast_dtype` for the run
     (`weights_held_in`: same outputs, no per-step weight casts). The cross-attention keys and values of the
     contexts are projected once per run (`AudioLDMUNet.precompute_context`), not at every step.
+    `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
+    variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
+    `Denoiser.clean_estimate` gives the step's clean-latent estimate (exact at integer timesteps; Euler's
+    interpolated ones read ᾱ at the step below).
     """
     device = next(denoiser.parameters()).device
     scheduler.set_timesteps(num_inference_steps, device=device)
@@ -80,9 +85,12 @@ def sample_latents(
         if denoiser.unet.context_dims:
             with autocast:
                 contexts, context_masks = denoiser.unet.precompute_context(contexts, context_masks), None
-        for timestep in tqdm(scheduler.timesteps, desc="sampling", disable=not show_progress, leave=False):
+        steps = tqdm(scheduler.timesteps, desc="sampling", disable=not show_progress, leave=False)
+        for index, timestep in enumerate(steps):
             model_input = scheduler.scale_model_input(latents, timestep)
             with autocast:
                 prediction = denoiser.guided_prediction(model_input, timestep, contexts, context_masks, guidance_scale)
+            if on_step is not None:
+                on_step(index, timestep, model_input, prediction.float())
             latents = scheduler.step(prediction.float(), timestep, latents, **step_kwargs).prev_sample
     return latents

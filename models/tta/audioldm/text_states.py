@@ -50,6 +50,17 @@ def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return padded, mask
 
 
+def encode_with_negative(
+    encoder: FrozenTextEncoder, texts: list[str], negative_text: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Texts (B) and one negative text, for classifier-free guidance -> (states (B, L, D), mask (B, L), negative
+    states (1, L, D), negative mask (1, L)), both padded to one length L so their rows stack."""
+    states, mask = encode_texts(encoder, texts)
+    negative_states, negative_mask = encode_texts(encoder, [negative_text])
+    length = max(states.shape[1], negative_states.shape[1])
+    return (*pad_to_length(states, mask, length), *pad_to_length(negative_states, negative_mask, length))
+
+
 def pad_to_length(states: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Extend (B, L, D) states and their (B, L) mask with masked zero positions up to `length` >= L."""
     extra = length - states.shape[1]

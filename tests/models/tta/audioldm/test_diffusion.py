@@ -16,14 +16,12 @@ def tiny_unet():
     )
 
 
-def test_v_target_recovers_clean_latents():
+def test_v_target_is_diffusers_velocity():
+    # that the target inverts back to the clean latents: test_clean_estimate_inverts_the_target
     denoiser = Denoiser(unet=tiny_unet(), schedule=NoiseScheduleConfig(prediction_type="v_prediction"))
     latents, noise = torch.randn(3, 4, 8, 4), torch.randn(3, 4, 8, 4)
     timesteps = torch.tensor([0, 500, 999])
-    noisy = denoiser.train_scheduler.add_noise(latents, noise, timesteps)
     v = denoiser.target(latents, noise, timesteps)
-    alpha_bar = denoiser.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
-    assert torch.allclose(alpha_bar.sqrt() * noisy - (1 - alpha_bar).sqrt() * v, latents, atol=1e-5)
     assert torch.allclose(v, denoiser.train_scheduler.get_velocity(latents, noise, timesteps), atol=1e-6)
 
 
@@ -206,3 +204,41 @@ def test_weights_are_restored_when_sampling_fails():
         )
     assert all(a is b for a, b in zip(parameters, denoiser.parameters(), strict=True))
     assert all(parameter.dtype == torch.float32 for parameter in denoiser.parameters())
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_clean_estimate_inverts_the_target(prediction_type):
+    denoiser = Denoiser(unet=tiny_unet(), schedule=NoiseScheduleConfig(prediction_type=prediction_type))
+    latents, noise = torch.randn(3, 4, 8, 4), torch.randn(3, 4, 8, 4)
+    timesteps = torch.tensor([0, 500, 999])
+    noisy = denoiser.train_scheduler.add_noise(latents, noise, timesteps)
+    estimate = denoiser.clean_estimate(noisy, timesteps, denoiser.target(latents, noise, timesteps))
+    torch.testing.assert_close(estimate, latents, atol=1e-4, rtol=1e-4)
+
+
+# Euler's timesteps are fractional (interpolated sigmas): ᾱ at the floored step is close, not exact.
+@pytest.mark.parametrize(("name", "tolerance"), [("ddim", 1e-4), ("euler", 5e-3)])
+def test_on_step_sees_each_step_and_its_clean_estimate_matches_the_scheduler(name, tolerance):
+    # The scheduler's own x0 (pred_original_sample) from its sample and the same prediction must equal
+    # Denoiser.clean_estimate of what on_step sees: the UNet input is the variance-preserving x_t.
+    schedule = NoiseScheduleConfig(prediction_type="v_prediction")
+    denoiser = Denoiser(unet=tiny_unet(), schedule=schedule)
+    scheduler = build_scheduler(name, schedule)
+    scheduler_x0, seen = [], []
+    original_step = scheduler.step
+
+    def recording_step(*args, **kwargs):
+        output = original_step(*args, **kwargs)
+        scheduler_x0.append(output.pred_original_sample)
+        return output
+
+    scheduler.step = recording_step
+    sample_latents(
+        denoiser, scheduler, shape=(1, 4, 8, 4), contexts=[torch.randn(2, 5, 12)], context_masks=None,
+        guidance_scale=2.0, num_inference_steps=5, generator=torch.Generator().manual_seed(0), show_progress=False,
+        on_step=lambda index, t, x, prediction: seen.append((index, t, denoiser.clean_estimate(x, t, prediction))),
+    )
+    assert [index for index, _, _ in seen] == list(range(5))
+    assert torch.equal(torch.stack([t for _, t, _ in seen]), scheduler.timesteps)
+    for (_, _, estimate), expected in zip(seen, scheduler_x0):
+        torch.testing.assert_close(estimate, expected, atol=tolerance, rtol=tolerance)
