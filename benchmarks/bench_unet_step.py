@@ -19,9 +19,13 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
   ours+cache           the same, contexts projected once per sampling run by `precompute_context` (untimed)
   ours+cache+shared    the fast path: one latent row shared by both guidance halves (the UNet runs the layers
                        before the first cross-attention once) plus the cache
-  ours+...+cast-once   (bf16 only) the sampling loop's default under autocast: the fast path on a copy of our UNet
-                       whose conv/linear weights are held in bf16 for the run (`weights_held_in`; bitwise the
-                       outputs of autocast's own per-step casts, so the same precision as the other bf16 calls)
+  ours+...+cast-once   (bf16 only) the fast path on a copy of our UNet whose conv/linear weights are held in bf16
+                       for the run (`weights_held_in`; bitwise the outputs of autocast's own per-step casts, so
+                       the same precision as the other bf16 calls)
+  ours+...+packed      the sampling loop's default on the CPU: the fast path on a copy of our UNet whose linear
+                       and convolution layers run through oneDNN on weights reordered once for the run
+                       (`layers_packed`; the weights' own precision, another summation order), after the bf16
+                       cast-once under autocast
 --compile adds, per precision (not bf16-weights), torch.compile of ours+cache+shared with Inductor's weight
 freezing, timed against diffusers and eager ours+cache+shared (its compile time, minutes, is reported too).
 Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per
@@ -67,6 +71,7 @@ from models.tta.audioldm.unet_key_map import (  # noqa: E402
     convert_diffusers_unet_state_dict,
     unet_kwargs_from_diffusers_config,
 )
+from modules.packed_layers import layers_packed  # noqa: E402
 
 LOG_MARKER = "## Optimisation log"
 PRECISIONS = ("fp32", "bf16", "bf16-weights")
@@ -126,18 +131,22 @@ def step_calls(
     inputs,
     autocast_dtype: torch.dtype | None,
     ours_cast: AudioLDMUNet | None = None,
+    ours_packed: AudioLDMUNet | None = None,
     compiled: Callable | None = None,
 ) -> dict[str, Step]:
     """The timed calls; the context caches are built here, once, under the same autocast as the steps.
 
     ``ours_cast``: a copy of our UNet whose conv/linear weights the caller holds in the autocast dtype
     (``weights_held_in``, as the sampling loop does under autocast); adds the "+cast-once" call.
+    ``ours_packed``: a copy whose linear and convolution layers the caller runs packed (``layers_packed``, after the cast under
+    autocast, as the sampling loop does on the CPU); adds the "+packed" call.
     ``compiled``: ``torch.compile(ours)``; adds the "compiled" call, the fast path on ours' context cache.
     """
     contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
     with torch.no_grad(), autocast(autocast_dtype):
         cache = ours.precompute_context(contexts, masks)
         cast_cache = None if ours_cast is None else ours_cast.precompute_context(contexts, masks)
+        packed_cache = None if ours_packed is None else ours_packed.precompute_context(contexts, masks)
     calls = {
         "diffusers": lambda: reference(
             inputs["doubled"],
@@ -152,6 +161,8 @@ def step_calls(
     }
     if ours_cast is not None:
         calls["ours+...+cast-once"] = lambda: ours_cast(inputs["latent"], inputs["timestep"], cast_cache)
+    if ours_packed is not None:
+        calls["ours+...+packed"] = lambda: ours_packed(inputs["latent"], inputs["timestep"], packed_cache)
     if compiled is not None:
         calls["compiled"] = lambda: compiled(inputs["latent"], inputs["timestep"], cache)
     return calls
@@ -334,14 +345,16 @@ def main() -> None:
         if precision == "bf16-weights":
             reference.to(torch.bfloat16)
             ours.to(torch.bfloat16)
-        with contextlib.ExitStack() as stack:
-            ours_cast = None
+        with contextlib.ExitStack() as stack, torch.no_grad():
+            ours_cast, ours_packed = None, copy.deepcopy(ours)
             if precision == "bf16":
                 ours_cast = copy.deepcopy(ours)
                 stack.enter_context(weights_held_in(ours_cast, torch.bfloat16))
-            calls = step_calls(reference, ours, inputs, dtype, ours_cast)
+                stack.enter_context(weights_held_in(ours_packed, torch.bfloat16))
+            stack.enter_context(layers_packed(ours_packed))
+            calls = step_calls(reference, ours, inputs, dtype, ours_cast, ours_packed)
             walls, cpus, outputs = time_alternated(calls, dtype, args.repeats, args.warmup)
-        del ours_cast
+        del ours_cast, ours_packed
         label = f"{precision}, {args.repeats} rounds (medians; x = diffusers / ours, median of the per-round ratios)"
         lines += report_precision(
             label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision][1]

@@ -2,13 +2,14 @@
 
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from models.tta.audioldm.diffusion import Denoiser
+from modules.packed_layers import layers_packed
 
 # Layers whose weights autocast casts to the low precision at every call (torch's autocast op lists).
 _AUTOCAST_CAST_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear)
@@ -52,6 +53,7 @@ def sample_latents(
     latents: torch.Tensor | None = None,
     autocast_dtype: torch.dtype | None = None,
     cast_weights_once: bool = True,
+    pack_weights: bool = True,
     show_progress: bool = True,
     on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -61,8 +63,12 @@ def sample_latents(
     drawn with `generator` on the CPU (so a seed gives the same audio on any device) unless `latents` is given.
     `autocast_dtype` (e.g. torch.bfloat16) runs the UNet under autocast; the scheduler arithmetic stays fp32.
     With autocast, `cast_weights_once` holds the UNet's conv/linear weights in `autocast_dtype` for the run
-    (`weights_held_in`: same outputs, no per-step weight casts). The cross-attention keys and values of the
-    contexts are projected once per run (`AudioLDMUNet.precompute_context`), not at every step.
+    (`weights_held_in`: same outputs, no per-step weight casts). On the CPU, `pack_weights` runs the UNet's
+    linear and convolution layers through oneDNN on weights reordered once for the run (`layers_packed`: the same
+    precision, another summation order; not under autocast without `cast_weights_once`, where the weights stay
+    fp32). The
+    cross-attention keys and values of the contexts are projected once per run
+    (`AudioLDMUNet.precompute_context`), not at every step.
     `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
     variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
     `Denoiser.clean_estimate` gives the step's clean-latent estimate (exact at integer timesteps; Euler's
@@ -81,7 +87,11 @@ def sample_latents(
         step_kwargs["eta"] = 0.0
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     cast_once = autocast_dtype is not None and cast_weights_once
-    with weights_held_in(denoiser.unet, autocast_dtype) if cast_once else nullcontext():
+    with ExitStack() as run_weights:
+        if cast_once:
+            run_weights.enter_context(weights_held_in(denoiser.unet, autocast_dtype))
+        if pack_weights and (autocast_dtype is None or cast_once):
+            run_weights.enter_context(layers_packed(denoiser.unet))
         if denoiser.unet.context_dims:
             with autocast:
                 contexts, context_masks = denoiser.unet.precompute_context(contexts, context_masks), None

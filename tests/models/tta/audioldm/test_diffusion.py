@@ -6,6 +6,7 @@ import torch
 from models.tta.audioldm.diffusion import SCHEDULERS, Denoiser, NoiseScheduleConfig, build_scheduler, draw_timesteps
 from models.tta.audioldm.sampling import sample_latents
 from models.tta.audioldm.unet import AudioLDMUNet
+from modules.packed_layers import PackedConv2d, PackedLinear, packing_supported
 
 
 def tiny_unet():
@@ -178,7 +179,8 @@ def test_weights_cast_once_give_the_autocast_outputs_and_are_restored():
         return sample_latents(
             denoiser, build_scheduler("dpmsolver++", NoiseScheduleConfig()), shape=tuple(latents.shape),
             contexts=contexts, context_masks=masks, guidance_scale=3.5, num_inference_steps=4, latents=latents,
-            autocast_dtype=torch.bfloat16, cast_weights_once=cast_weights_once, show_progress=False,
+            autocast_dtype=torch.bfloat16, cast_weights_once=cast_weights_once, pack_weights=False,
+            show_progress=False,
         )
 
     cast_once, cast_per_step = run(True), run(False)
@@ -190,6 +192,37 @@ def test_weights_cast_once_give_the_autocast_outputs_and_are_restored():
     assert (cast_once - plain).abs().max() < 0.02 * plain.abs().max()
     assert all(a is b for a, b in zip(parameters, denoiser.parameters(), strict=True))
     assert all(parameter.dtype == torch.float32 for parameter in denoiser.parameters())
+
+
+@pytest.mark.skipif(not packing_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+@pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_packed_weights_give_the_unpacked_run_and_are_put_back(autocast_dtype):
+    if autocast_dtype is not None and not packing_supported(autocast_dtype):
+        pytest.skip("no oneDNN bfloat16 on this CPU")
+    denoiser = two_stream_denoiser()
+    latents, contexts, masks = guided_inputs()
+    modules = dict(denoiser.named_modules())
+
+    packed_layers_seen = []
+
+    def run(pack_weights):
+        return sample_latents(
+            denoiser, build_scheduler("ddim", NoiseScheduleConfig()), shape=tuple(latents.shape), contexts=contexts,
+            context_masks=masks, guidance_scale=3.5, num_inference_steps=5, latents=latents,
+            autocast_dtype=autocast_dtype, pack_weights=pack_weights, show_progress=False,
+            on_step=lambda *_: packed_layers_seen.append(
+                sum(isinstance(module, (PackedLinear, PackedConv2d)) for module in denoiser.unet.modules())
+            ),
+        )
+
+    packed, unpacked = run(True), run(False)
+    layers = sum(isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) for module in denoiser.unet.modules())
+    assert packed_layers_seen == [layers] * 5 + [0] * 5
+    # fp32: summation order only (as test_fast_sampling_equals_the_plain_loop_in_fp32); bf16: roundings of
+    # different bf16 sums, as between autocast and the plain loop above.
+    tolerance = 1e-5 if autocast_dtype is None else 0.02
+    assert (packed - unpacked).abs().max() < tolerance * unpacked.abs().max()
+    assert all(module is modules[name] for name, module in denoiser.named_modules())
 
 
 def test_weights_are_restored_when_sampling_fails():

@@ -1,7 +1,8 @@
 """The UNet's inference fast paths give the plain forward's (and diffusers') outputs.
 
-Precomputed context keys/values (``precompute_context``), a latent shared by the guidance halves, and the
-channels-last layout inside; plus their argument checks.
+Precomputed context keys/values (``precompute_context``), a latent shared by the guidance halves, the
+channels-last layout inside, and linear and convolution layers on oneDNN-packed weights (``layers_packed``); plus
+their argument checks.
 """
 
 import pytest
@@ -11,6 +12,7 @@ from diffusers import AudioLDM2UNet2DConditionModel
 from models.tta.audioldm.unet import AudioLDMUNet
 from models.tta.audioldm.unet_key_map import convert_diffusers_unet_state_dict, unet_kwargs_from_diffusers_config
 from modules.attention import Attention
+from modules.packed_layers import layers_packed, packing_supported
 
 TOLERANCE = 1e-5
 
@@ -86,6 +88,12 @@ def test_precomputed_contexts_and_shared_latent_match_diffusers(config):
             "shared": ours(latents, timestep, [gpt, t5], [None, t5_mask]),
             "cache+shared": ours(latents, timestep, cache),
         }
+        if packing_supported(torch.float32):
+            with layers_packed(ours) as packed_layers:
+                layer_types = (torch.nn.Linear, torch.nn.Conv2d)
+                assert packed_layers == sum(isinstance(m, layer_types) for m in reference.modules())
+                packed_cache = ours.precompute_context([gpt, t5], [None, t5_mask])
+                outputs["cache+shared+packed"] = ours(latents, timestep, packed_cache)
     for name, actual in outputs.items():
         assert actual.shape == expected.shape, name
         assert actual.is_contiguous(), name
