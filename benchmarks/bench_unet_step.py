@@ -138,8 +138,8 @@ def step_calls(
 
     ``ours_cast``: a copy of our UNet whose conv/linear weights the caller holds in the autocast dtype
     (``weights_held_in``, as the sampling loop does under autocast); adds the "+cast-once" call.
-    ``ours_packed``: a copy whose linear and convolution layers the caller runs packed (``layers_packed``, after the cast under
-    autocast, as the sampling loop does on the CPU); adds the "+packed" call.
+    ``ours_packed``: a copy whose linear and convolution layers the caller runs packed (``layers_packed``, after
+    the cast under autocast, as the sampling loop does on the CPU); adds the "+packed" call.
     ``compiled``: ``torch.compile(ours)``; adds the "compiled" call, the fast path on ours' context cache.
     """
     contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
