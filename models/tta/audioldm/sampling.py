@@ -66,8 +66,7 @@ def sample_latents(
     (`weights_held_in`: same outputs, no per-step weight casts). On the CPU, `pack_weights` runs the UNet's
     linear and convolution layers through oneDNN on weights reordered once for the run (`layers_packed`: the same
     precision, another summation order; not under autocast without `cast_weights_once`, where the weights stay
-    fp32). The
-    cross-attention keys and values of the contexts are projected once per run
+    fp32). The cross-attention keys and values of the contexts are projected once per run
     (`AudioLDMUNet.precompute_context`), not at every step.
     `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
     variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
