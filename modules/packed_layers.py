@@ -5,43 +5,51 @@ which repacks it for its kernel and, on AMD CPUs, picks slower kernels; ``F.conv
 oneDNN's blocked layout. ``layers_packed`` swaps every ``nn.Linear`` and ``nn.Conv2d`` of a module for a layer
 that keeps the reordered weight (``PackedLinear``, ``PackedConv2d``) while a sampling run lasts, and puts the
 original layers back afterwards. On a 2-core AVX-512 EPYC this made the AudioLDM 2 UNet's guided float32 step
-1.1-1.2x faster (benchmarks/results/unet_step.txt). The arithmetic stays in the weight's own precision (float32
+about 1.2x faster (benchmarks/results/unet_step.txt). The arithmetic stays in the weight's own precision (float32
 products summed in float32, or bfloat16 products summed in float32 as autocast's kernels do); only the
 summation order differs.
 
 The ops are the ones Inductor's weight freezing uses on the CPU (``torch.ops.mkldnn._reorder_linear_weight``,
 ``_linear_pointwise``, ``_reorder_convolution_weight``, ``_convolution_pointwise``). They are private to
-PyTorch: ``packing_supported`` checks that they exist, and ``layers_packed`` changes nothing where they or oneDNN
-are missing, on other devices, and for weights that train (a reordered weight has no gradient).
+PyTorch: ``packing_supported`` tries them once per dtype, and ``layers_packed`` changes nothing where they fail
+or oneDNN is missing, on other devices, and under grad mode (a reordered weight has no autograd).
 """
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-_ONEDNN_OPS = ("_reorder_linear_weight", "_linear_pointwise", "_reorder_convolution_weight", "_convolution_pointwise")
 
-
+@functools.cache
 def packing_supported(dtype: torch.dtype) -> bool:
-    """True when this PyTorch build can run oneDNN linear and convolution layers on CPU weights of ``dtype``."""
-    mkldnn = torch.ops.mkldnn
-    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+    """True when this PyTorch build runs oneDNN linear and convolution layers on CPU weights of ``dtype``: one
+    tiny call of each op, compared with ``F.linear`` and ``F.conv2d``."""
+    if dtype not in (torch.float32, torch.bfloat16) or not torch.backends.mkldnn.is_available():
         return False
-    if not all(hasattr(mkldnn, name) for name in _ONEDNN_OPS):
+    try:
+        with torch.no_grad():
+            generator = torch.Generator().manual_seed(0)
+            linear, conv = nn.Linear(4, 3).to(dtype), nn.Conv2d(2, 3, 3, padding=1).to(dtype)
+            rows = torch.randn(5, 4, generator=generator).to(dtype)
+            maps = torch.randn(1, 2, 4, 4, generator=generator).to(dtype)
+            tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+            linear_ok = torch.allclose(PackedLinear(linear)(rows), linear(rows), atol=tolerance)
+            return linear_ok and torch.allclose(PackedConv2d(conv)(maps), conv(maps), atol=tolerance)
+    except (AttributeError, RuntimeError, TypeError):  # an op missing, renamed, or with another signature
         return False
-    if dtype == torch.float32:
-        return True
-    return dtype == torch.bfloat16 and mkldnn._is_mkldnn_bf16_supported()
 
 
 class PackedLinear(nn.Module):
     """``y = x W^T + b`` for x (..., in_features) -> (..., out_features), with W held in oneDNN's blocked layout.
 
     Inputs are cast to the weight's dtype first (what autocast does for ``F.linear``), so a bfloat16 layer under
-    autocast returns bfloat16 as the layer it replaces would. Inference only: the reordered weight is a copy
-    with no gradient, made at the first call, and it goes stale if the weight changes afterwards.
+    autocast returns bfloat16 as the layer it replaces would. The reordered weight is a copy made at the first
+    call; it goes stale if the weight changes afterwards. Under grad mode the layer computes ``F.linear``, so
+    gradients still flow.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -52,8 +60,11 @@ class PackedLinear(nn.Module):
         self.packed_weight: torch.Tensor | None = None
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = inputs.to(self.weight.dtype)
+        if torch.is_grad_enabled():
+            return F.linear(inputs, self.weight, self.bias)
         leading = inputs.shape[:-1]
-        rows = inputs.reshape(-1, self.in_features).to(self.weight.dtype)
+        rows = inputs.reshape(-1, self.in_features)
         if self.packed_weight is None:
             # oneDNN picks the blocked layout for this many rows; other row counts reuse it (still correct).
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), rows.shape[0])
@@ -69,37 +80,39 @@ class PackedConv2d(nn.Module):
     """A zero-padded 2-D convolution (B, C_in, H, W) -> (B, C_out, H', W') on a weight reordered by oneDNN.
 
     The reordered weight depends on the input's shape, so one is made per input shape seen (a sampling run sees
-    one per layer). The output may come back channels-last whatever the input's memory format (oneDNN's choice);
-    values and shape are the convolution's. Inputs are cast to the weight's dtype, as autocast does.
+    one per layer). The output may come back channels-last whatever the input's memory format (oneDNN's choice,
+    kept: converting back costs a copy and measured slower); values and shape are the convolution's. Inputs are
+    cast to the weight's dtype, as autocast does. Under grad mode the layer computes ``F.conv2d``.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.weight, self.bias = conv.weight, conv.bias
-        self.geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        self.padding, self.stride, self.dilation, self.groups = conv.padding, conv.stride, conv.dilation, conv.groups
         self.packed_weights: dict[tuple[int, ...], torch.Tensor] = {}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.to(self.weight.dtype)
-        padding, stride, dilation, groups = self.geometry
+        if torch.is_grad_enabled():
+            return F.conv2d(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        geometry = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
         shape = tuple(inputs.shape)
         if shape not in self.packed_weights:
             self.packed_weights[shape] = torch.ops.mkldnn._reorder_convolution_weight(
-                self.weight.detach(), padding, stride, dilation, groups, list(shape)
+                self.weight.detach(), *geometry, list(shape)
             )
         bias = None if self.bias is None else self.bias.detach()
         return torch.ops.mkldnn._convolution_pointwise(
-            inputs, self.packed_weights[shape], bias, padding, stride, dilation, groups, "none", [], ""
+            inputs, self.packed_weights[shape], bias, *geometry, "none", [], ""
         )
 
     def extra_repr(self) -> str:
         out_channels, in_channels_per_group, *kernel = self.weight.shape
-        padding, stride, _, groups = self.geometry
-        return (f"{in_channels_per_group * groups}, {out_channels}, kernel_size={tuple(kernel)}, stride={stride}, "
-                f"padding={padding}, groups={groups}, dtype={self.weight.dtype}")
+        return (f"{in_channels_per_group * self.groups}, {out_channels}, kernel_size={tuple(kernel)}, "
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, dtype={self.weight.dtype}")
 
 
-def _packed(layer: nn.Module) -> nn.Module | None:
+def _packed(layer: nn.Module, dtype: torch.dtype) -> nn.Module | None:
     """The packed stand-in for ``layer``, or None when it cannot or should not be packed."""
     if type(layer) is nn.Linear:
         packed_type = PackedLinear
@@ -108,28 +121,32 @@ def _packed(layer: nn.Module) -> nn.Module | None:
     else:
         return None
     weight = layer.weight
-    trains = torch.is_grad_enabled() and weight.requires_grad
-    if weight.device.type != "cpu" or trains or not packing_supported(weight.dtype):
+    if weight.device.type != "cpu" or weight.dtype != dtype or not torch.backends.mkldnn.enabled:
+        return None
+    if not packing_supported(dtype):
         return None
     return packed_type(layer)
 
 
 @contextmanager
-def layers_packed(module: nn.Module) -> Iterator[int]:
-    """Meanwhile, run every packable ``nn.Linear`` and ``nn.Conv2d`` inside ``module`` on oneDNN-reordered
-    weights; yields how many layers were swapped.
+def layers_packed(module: nn.Module, dtype: torch.dtype = torch.float32) -> Iterator[int]:
+    """Run every packable ``nn.Linear`` and ``nn.Conv2d`` inside ``module`` on oneDNN-reordered weights until the
+    block ends; yields how many layers were swapped.
 
-    Packable: a plain ``nn.Linear`` or zero-padded ``nn.Conv2d`` on the CPU, with float32 weights (bfloat16 where
-    oneDNN supports it), not about to be trained (grad mode off or a frozen weight). Enter it after anything that
-    replaces the weights (e.g. ``weights_held_in``): each layer keeps the weight it had at entry and reorders it
-    at its first call. Costs one more copy of those weights while active. The original layers are put back on
-    exit, also on errors; forward hooks registered on them do not run meanwhile.
+    Packable: a plain ``nn.Linear`` or zero-padded ``nn.Conv2d`` on the CPU whose weight is in ``dtype`` (the
+    precision the caller computes in: float32, or bfloat16 where oneDNN supports it, for weights held in bf16
+    under bf16 autocast), entered with grad mode off. Enter it after anything that replaces the weights (e.g.
+    ``weights_held_in``): each layer keeps the weight it had at entry and reorders it at its first call. Costs one
+    more copy of those weights while active. The original layers are put back on exit, also on errors; forward
+    hooks registered on them do not run meanwhile.
     """
-    targets = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()]
+    targets = []
+    if not torch.is_grad_enabled():
+        targets = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()]
     swapped = []
     try:
         for parent, name, child in targets:
-            packed = _packed(child)
+            packed = _packed(child, dtype)
             if packed is not None:
                 setattr(parent, name, packed)
                 swapped.append((parent, name, child))

@@ -116,14 +116,43 @@ def test_layers_are_put_back_when_the_body_fails():
     assert all(module is originals[name] for name, module in model.named_modules())
 
 
-def test_nothing_is_packed_for_training_or_without_onednn(monkeypatch):
-    model = _Nested()
+def test_nothing_is_packed_under_grad_mode_in_another_dtype_or_without_onednn(monkeypatch):
+    model = _Nested().requires_grad_(False)
     with torch.enable_grad(), layers_packed(model) as swapped:
-        assert swapped == 0  # trainable weights under grad mode: the packed copy would not follow the optimiser
-    model.requires_grad_(False)
-    with torch.enable_grad(), layers_packed(model) as swapped:
-        assert swapped == 4
+        assert swapped == 0  # a reordered weight has no autograd
+    with torch.no_grad(), layers_packed(model, torch.bfloat16) as swapped:
+        assert swapped == 0  # float32 weights: packing them would compute in float32, not in the caller's bf16
     monkeypatch.setattr(packed_layers, "packing_supported", lambda dtype: False)
     with torch.no_grad(), layers_packed(model) as swapped:
         assert swapped == 0
         assert isinstance(model.first, nn.Linear)
+
+
+def test_unsupported_layers_stay():
+    class Subclass(nn.Linear):
+        pass
+
+    model = nn.ModuleDict(
+        dict(
+            same_padding=nn.Conv2d(4, 4, 3, padding="same"),
+            subclass=Subclass(4, 4),
+            on_meta=nn.Linear(4, 4, device="meta"),
+            packable=nn.Linear(4, 4),
+        )
+    )
+    with torch.no_grad(), layers_packed(model) as swapped:
+        assert swapped == 1
+        assert isinstance(model["packable"], PackedLinear)
+
+
+def test_gradients_flow_when_a_packed_layer_is_called_under_grad_mode():
+    model = _Nested()
+    inputs = torch.randn(2, 6, 8, requires_grad=True)
+    model(inputs).square().sum().backward()
+    expected = inputs.grad.clone()
+    inputs.grad = None
+    with torch.no_grad(), layers_packed(model) as swapped:
+        assert swapped == 4
+        with torch.enable_grad():
+            model(inputs).square().sum().backward()
+    torch.testing.assert_close(inputs.grad, expected)

@@ -90,7 +90,7 @@ def sample_latents(
         if cast_once:
             run_weights.enter_context(weights_held_in(denoiser.unet, autocast_dtype))
         if pack_weights and (autocast_dtype is None or cast_once):
-            run_weights.enter_context(layers_packed(denoiser.unet))
+            run_weights.enter_context(layers_packed(denoiser.unet, autocast_dtype or torch.float32))
         if denoiser.unet.context_dims:
             with autocast:
                 contexts, context_masks = denoiser.unet.precompute_context(contexts, context_masks), None

@@ -218,9 +218,9 @@ def test_packed_weights_give_the_unpacked_run_and_are_put_back(autocast_dtype):
     packed, unpacked = run(True), run(False)
     layers = sum(isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) for module in denoiser.unet.modules())
     assert packed_layers_seen == [layers] * 5 + [0] * 5
-    # fp32: summation order only (as test_fast_sampling_equals_the_plain_loop_in_fp32); bf16: roundings of
-    # different bf16 sums, as between autocast and the plain loop above.
-    tolerance = 1e-5 if autocast_dtype is None else 0.02
+    # fp32: summation order only (as test_fast_sampling_equals_the_plain_loop_in_fp32); bf16: the same bf16
+    # products, summed in another order (a run in fp32 instead would differ by about 8e-3 here).
+    tolerance = 1e-5 if autocast_dtype is None else 2e-3
     assert (packed - unpacked).abs().max() < tolerance * unpacked.abs().max()
     assert all(module is modules[name] for name, module in denoiser.named_modules())
 

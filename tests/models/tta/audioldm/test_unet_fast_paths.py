@@ -88,16 +88,26 @@ def test_precomputed_contexts_and_shared_latent_match_diffusers(config):
             "shared": ours(latents, timestep, [gpt, t5], [None, t5_mask]),
             "cache+shared": ours(latents, timestep, cache),
         }
-        if packing_supported(torch.float32):
-            with layers_packed(ours) as packed_layers:
-                layer_types = (torch.nn.Linear, torch.nn.Conv2d)
-                assert packed_layers == sum(isinstance(m, layer_types) for m in reference.modules())
-                packed_cache = ours.precompute_context([gpt, t5], [None, t5_mask])
-                outputs["cache+shared+packed"] = ours(latents, timestep, packed_cache)
     for name, actual in outputs.items():
         assert actual.shape == expected.shape, name
         assert actual.is_contiguous(), name
         assert (actual - expected).abs().max().item() <= TOLERANCE, name
+
+
+@pytest.mark.skipif(not packing_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+@pytest.mark.parametrize("config", [BASE_LIKE, LARGE_LIKE], ids=["base_like", "large_like"])
+def test_packed_layers_match_diffusers(config):
+    reference, ours = _models(config)
+    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=10)
+    timestep = torch.tensor([17, 843])
+    with torch.no_grad():
+        expected = _reference_step(reference, latents, torch.cat([timestep, timestep]), gpt, t5, t5_mask)
+        with layers_packed(ours) as packed_layers:
+            layer_types = (torch.nn.Linear, torch.nn.Conv2d)
+            assert packed_layers == sum(isinstance(m, layer_types) for m in reference.modules())
+            actual = ours(latents, timestep, ours.precompute_context([gpt, t5], [None, t5_mask]))
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max().item() <= TOLERANCE
 
 
 def test_precomputed_contexts_equal_raw_contexts_under_bf16_autocast():
