@@ -68,8 +68,7 @@ class PackedLinear(nn.Module):
         if self.packed_weight is None:
             # oneDNN picks the blocked layout for this many rows; other row counts reuse it (still correct).
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), rows.shape[0])
-        bias = None if self.bias is None else self.bias.detach()
-        outputs = torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, bias, "none", [], "")
+        outputs = torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, "none", [], "")
         return outputs.reshape(*leading, self.out_features)
 
     def extra_repr(self) -> str:
@@ -88,28 +87,30 @@ class PackedConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.weight, self.bias = conv.weight, conv.bias
-        self.padding, self.stride, self.dilation, self.groups = conv.padding, conv.stride, conv.dilation, conv.groups
+        # In the order and form (lists) the oneDNN ops take; F.conv2d takes them too.
+        self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+        self.groups = conv.groups
         self.packed_weights: dict[tuple[int, ...], torch.Tensor] = {}
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.to(self.weight.dtype)
         if torch.is_grad_enabled():
             return F.conv2d(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        geometry = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+        geometry = (self.padding, self.stride, self.dilation, self.groups)
         shape = tuple(inputs.shape)
         if shape not in self.packed_weights:
             self.packed_weights[shape] = torch.ops.mkldnn._reorder_convolution_weight(
                 self.weight.detach(), *geometry, list(shape)
             )
-        bias = None if self.bias is None else self.bias.detach()
         return torch.ops.mkldnn._convolution_pointwise(
-            inputs, self.packed_weights[shape], bias, *geometry, "none", [], ""
+            inputs, self.packed_weights[shape], self.bias, *geometry, "none", [], ""
         )
 
     def extra_repr(self) -> str:
         out_channels, in_channels_per_group, *kernel = self.weight.shape
         return (f"{in_channels_per_group * self.groups}, {out_channels}, kernel_size={tuple(kernel)}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, dtype={self.weight.dtype}")
+                f"stride={tuple(self.stride)}, padding={tuple(self.padding)}, groups={self.groups}, "
+                f"dtype={self.weight.dtype}")
 
 
 def _packed(layer: nn.Module, dtype: torch.dtype) -> nn.Module | None:
@@ -123,9 +124,7 @@ def _packed(layer: nn.Module, dtype: torch.dtype) -> nn.Module | None:
     weight = layer.weight
     if weight.device.type != "cpu" or weight.dtype != dtype or not torch.backends.mkldnn.enabled:
         return None
-    if not packing_supported(dtype):
-        return None
-    return packed_type(layer)
+    return packed_type(layer) if packing_supported(dtype) else None
 
 
 @contextmanager

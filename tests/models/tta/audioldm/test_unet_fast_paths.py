@@ -5,6 +5,8 @@ channels-last layout inside, and linear and convolution layers on oneDNN-packed 
 their argument checks.
 """
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from diffusers import AudioLDM2UNet2DConditionModel
@@ -73,12 +75,21 @@ def _reference_step(reference, latents, timestep, gpt, t5, t5_mask) -> torch.Ten
     ).sample
 
 
+PACKED = pytest.param(
+    True, marks=pytest.mark.skipif(not packing_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+)
+
+
+@pytest.mark.parametrize("packed", [False, PACKED], ids=["unpacked", "packed"])
 @pytest.mark.parametrize("config", [BASE_LIKE, LARGE_LIKE], ids=["base_like", "large_like"])
-def test_precomputed_contexts_and_shared_latent_match_diffusers(config):
+def test_precomputed_contexts_and_shared_latent_match_diffusers(config, packed):
     reference, ours = _models(config)
     latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=10)
     timestep = torch.tensor([17, 843])
-    with torch.no_grad():
+    with torch.no_grad(), layers_packed(ours) if packed else nullcontext(0) as packed_layers:
+        if packed:
+            layer_types = (torch.nn.Linear, torch.nn.Conv2d)
+            assert packed_layers == sum(isinstance(m, layer_types) for m in reference.modules())
         expected = _reference_step(reference, latents, torch.cat([timestep, timestep]), gpt, t5, t5_mask)
         cache = ours.precompute_context([gpt, t5], [None, t5_mask])
         doubled = torch.cat([latents, latents])
@@ -92,22 +103,6 @@ def test_precomputed_contexts_and_shared_latent_match_diffusers(config):
         assert actual.shape == expected.shape, name
         assert actual.is_contiguous(), name
         assert (actual - expected).abs().max().item() <= TOLERANCE, name
-
-
-@pytest.mark.skipif(not packing_supported(torch.float32), reason="this PyTorch build has no oneDNN")
-@pytest.mark.parametrize("config", [BASE_LIKE, LARGE_LIKE], ids=["base_like", "large_like"])
-def test_packed_layers_match_diffusers(config):
-    reference, ours = _models(config)
-    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=10)
-    timestep = torch.tensor([17, 843])
-    with torch.no_grad():
-        expected = _reference_step(reference, latents, torch.cat([timestep, timestep]), gpt, t5, t5_mask)
-        with layers_packed(ours) as packed_layers:
-            layer_types = (torch.nn.Linear, torch.nn.Conv2d)
-            assert packed_layers == sum(isinstance(m, layer_types) for m in reference.modules())
-            actual = ours(latents, timestep, ours.precompute_context([gpt, t5], [None, t5_mask]))
-    assert actual.shape == expected.shape
-    assert (actual - expected).abs().max().item() <= TOLERANCE
 
 
 def test_precomputed_contexts_equal_raw_contexts_under_bf16_autocast():
