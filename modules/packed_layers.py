@@ -75,13 +75,22 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"
 
 
+# Maps at most this wide run a k x k convolution (k > 1) as one matrix product over gathered k*k*C_in columns
+# instead of oneDNN's direct convolution, whose kernels block the output width for vector registers and waste
+# most of them on a map 2 wide: on the AudioLDM 2 UNet's 32 x 2 maps the product was 1.3-2.7x faster (2-core
+# AVX-512 EPYC, bf16 and fp32), on its 64 x 4 maps slower (benchmarks/results/unet_step.txt, session-14 log).
+NARROW_MAP_WIDTH = 2
+
+
 class PackedConv2d(nn.Module):
     """A zero-padded 2-D convolution (B, C_in, H, W) -> (B, C_out, H', W') on a weight reordered by oneDNN.
 
     The reordered weight depends on the input's shape, so one is made per input shape seen (a sampling run sees
     one per layer). The output may come back channels-last whatever the input's memory format (oneDNN's choice,
     kept: converting back costs a copy and measured slower); values and shape are the convolution's. Inputs are
-    cast to the weight's dtype, as autocast does. Under grad mode the layer computes ``F.conv2d``.
+    cast to the weight's dtype, as autocast does. Under grad mode the layer computes ``F.conv2d``. A stride-1,
+    undilated, ungrouped k x k convolution (k > 1) on a map at most ``NARROW_MAP_WIDTH`` wide runs as a
+    matrix product over gathered columns (im2col) with a oneDNN-packed (C_out, k*k*C_in) weight instead.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -91,11 +100,18 @@ class PackedConv2d(nn.Module):
         self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         self.groups = conv.groups
         self.packed_weights: dict[tuple[int, ...], torch.Tensor] = {}
+        self.packed_columns_weight: torch.Tensor | None = None
+        kernel_height, kernel_width = conv.kernel_size
+        self.columns_apply = (
+            kernel_height * kernel_width > 1 and self.stride == [1, 1] and self.dilation == [1, 1] and self.groups == 1
+        )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.to(self.weight.dtype)
         if torch.is_grad_enabled():
             return F.conv2d(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.columns_apply and inputs.shape[-1] <= NARROW_MAP_WIDTH:
+            return self._as_matrix_product(inputs)
         geometry = (self.padding, self.stride, self.dilation, self.groups)
         shape = tuple(inputs.shape)
         if shape not in self.packed_weights:
@@ -105,6 +121,31 @@ class PackedConv2d(nn.Module):
         return torch.ops.mkldnn._convolution_pointwise(
             inputs, self.packed_weights[shape], self.bias, *geometry, "none", [], ""
         )
+
+    def _as_matrix_product(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The stride-1 convolution of (B, C_in, H, W) as (B*H'*W', k_h*k_w*C_in) columns times the packed weight;
+        returns (B, C_out, H', W'), channels-last in memory."""
+        out_channels, in_channels, kernel_height, kernel_width = self.weight.shape
+        batch, _, height, width = inputs.shape
+        pad_height, pad_width = self.padding
+        out_height, out_width = height + 2 * pad_height - kernel_height + 1, width + 2 * pad_width - kernel_width + 1
+        if self.packed_columns_weight is None:
+            # Columns are ordered (kernel row, kernel column, input channel), as gathered below.
+            matrix = self.weight.detach().permute(0, 2, 3, 1).reshape(out_channels, -1).contiguous()
+            self.packed_columns_weight = torch.ops.mkldnn._reorder_linear_weight(
+                matrix, batch * out_height * out_width
+            )
+        padded = F.pad(inputs.permute(0, 2, 3, 1), (0, 0, pad_width, pad_width, pad_height, pad_height))
+        columns = torch.stack(
+            [padded[:, row : row + out_height, column : column + out_width]
+             for row in range(kernel_height) for column in range(kernel_width)],
+            dim=3,
+        )  # (B, H', W', k_h * k_w, C_in)
+        outputs = torch.ops.mkldnn._linear_pointwise(
+            columns.reshape(-1, kernel_height * kernel_width * in_channels), self.packed_columns_weight, self.bias,
+            "none", [], "",
+        )
+        return outputs.view(batch, out_height, out_width, out_channels).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         out_channels, in_channels_per_group, *kernel = self.weight.shape

@@ -60,6 +60,57 @@ def test_conv_matches_nn_conv2d(geometry, memory_format):
     assert len(packed.packed_weights) == 2
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize(
+    ("geometry", "width"),
+    [(dict(kernel_size=3, padding=1), 2), (dict(kernel_size=3, padding=1), 1), (dict(kernel_size=(3, 5), padding=(0, 2)), 2),
+     (dict(kernel_size=3, padding=1, bias=False), 2)],
+    ids=["3x3-w2", "3x3-w1", "3x5-unpadded-rows", "3x3-nobias"],
+)
+def test_narrow_maps_run_as_a_matrix_product_and_match_nn_conv2d(geometry, width, memory_format):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, **geometry)
+    packed = PackedConv2d(conv)
+    inputs = torch.randn(2, 8, 9, width).contiguous(memory_format=memory_format)
+    with torch.no_grad():
+        expected, actual = conv(inputs), packed(inputs)
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    # The matrix-product path ran (no oneDNN convolution weight was made); a wider map takes oneDNN's.
+    assert packed.packed_columns_weight is not None and packed.packed_weights == {}
+    with torch.no_grad():
+        wider = torch.randn(2, 8, 9, packed_layers.NARROW_MAP_WIDTH + 1)
+        torch.testing.assert_close(packed(wider), conv(wider), atol=1e-5, rtol=1e-5)
+    assert len(packed.packed_weights) == 1
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [dict(kernel_size=1), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, padding=1, groups=4)],
+    ids=["1x1", "stride2", "grouped"],
+)
+def test_other_convolutions_on_narrow_maps_stay_on_onednn(geometry):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, **geometry)
+    packed = PackedConv2d(conv)
+    inputs = torch.randn(2, 8, 9, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(packed(inputs), conv(inputs), atol=1e-5, rtol=1e-5)
+    assert packed.packed_columns_weight is None and len(packed.packed_weights) == 1
+
+
+@pytest.mark.skipif(not packing_supported(torch.bfloat16), reason="no oneDNN bfloat16 on this CPU")
+def test_bf16_narrow_map_matches_autocast_and_returns_bf16():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, kernel_size=3, padding=1)
+    inputs = torch.randn(2, 8, 10, 2)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = conv(inputs)
+        actual = PackedConv2d(conv.to(torch.bfloat16))(inputs)
+    assert actual.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(actual.float(), expected.float(), atol=0.05, rtol=0.02)
+
+
 @pytest.mark.skipif(not packing_supported(torch.bfloat16), reason="no oneDNN bfloat16 on this CPU")
 def test_bf16_conv_matches_autocast_and_returns_bf16():
     torch.manual_seed(0)

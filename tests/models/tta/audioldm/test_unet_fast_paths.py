@@ -82,9 +82,12 @@ PACKED = pytest.param(
 
 @pytest.mark.parametrize("packed", [False, PACKED], ids=["unpacked", "packed"])
 @pytest.mark.parametrize("config", [BASE_LIKE, LARGE_LIKE], ids=["base_like", "large_like"])
-def test_precomputed_contexts_and_shared_latent_match_diffusers(config, packed):
+# Width 10 gives odd widths below (10, 5, 3); width 4 gives maps 2 and 1 wide, which packed 3x3 convolutions
+# run as matrix products (NARROW_MAP_WIDTH).
+@pytest.mark.parametrize("width", [10, 4])
+def test_precomputed_contexts_and_shared_latent_match_diffusers(config, packed, width):
     reference, ours = _models(config)
-    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=10)
+    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2, height=25, width=width)
     timestep = torch.tensor([17, 843])
     with torch.no_grad(), layers_packed(ours) if packed else nullcontext(0) as packed_layers:
         if packed:
