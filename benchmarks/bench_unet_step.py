@@ -26,6 +26,10 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
                        and convolution layers run through oneDNN on weights reordered once for the run
                        (`layers_packed`; the weights' own precision, another summation order), after the bf16
                        cast-once under autocast
+  ours+...+concurrent  the sampling loop's default on a CPU with two or more threads: the packed UNet run on the
+                       negative and the positive rows in two threads at once, one latent row and half of the
+                       intra-op threads each (`ConcurrentGuidance.unet_outputs`; no shared layers, another
+                       summation order)
 --compile adds, per precision (not bf16-weights), torch.compile of ours+cache+shared with Inductor's weight
 freezing, timed against diffusers and eager ours+cache+shared (its compile time, minutes, is reported too).
 Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per
@@ -65,6 +69,7 @@ from diffusers import AudioLDM2UNet2DConditionModel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from models.tta.audioldm.concurrent_guidance import ConcurrentGuidance  # noqa: E402
 from models.tta.audioldm.sampling import weights_held_in  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
 from models.tta.audioldm.unet_key_map import (  # noqa: E402
@@ -132,6 +137,7 @@ def step_calls(
     autocast_dtype: torch.dtype | None,
     ours_cast: AudioLDMUNet | None = None,
     ours_packed: AudioLDMUNet | None = None,
+    concurrent: ConcurrentGuidance | None = None,
     compiled: Callable | None = None,
 ) -> dict[str, Step]:
     """The timed calls; the context caches are built here, once, under the same autocast as the steps.
@@ -140,6 +146,7 @@ def step_calls(
     (``weights_held_in``, as the sampling loop does under autocast); adds the "+cast-once" call.
     ``ours_packed``: a copy whose linear and convolution layers the caller runs packed (``layers_packed``, after
     the cast under autocast, as the sampling loop does on the CPU); adds the "+packed" call.
+    ``concurrent``: the guidance halves of ``ours_packed`` in two threads; adds the "+concurrent" call.
     ``compiled``: ``torch.compile(ours)``; adds the "compiled" call, the fast path on ours' context cache.
     """
     contexts, masks = [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]]
@@ -163,6 +170,8 @@ def step_calls(
         calls["ours+...+cast-once"] = lambda: ours_cast(inputs["latent"], inputs["timestep"], cast_cache)
     if ours_packed is not None:
         calls["ours+...+packed"] = lambda: ours_packed(inputs["latent"], inputs["timestep"], packed_cache)
+    if concurrent is not None:
+        calls["ours+...+concurrent"] = lambda: concurrent.unet_outputs(inputs["latent"], inputs["timestep"])
     if compiled is not None:
         calls["compiled"] = lambda: compiled(inputs["latent"], inputs["timestep"], cache)
     return calls
@@ -351,10 +360,18 @@ def main() -> None:
                 ours_cast = copy.deepcopy(ours)
                 stack.enter_context(weights_held_in(ours_cast, torch.bfloat16))
                 stack.enter_context(weights_held_in(ours_packed, torch.bfloat16))
-            stack.enter_context(layers_packed(ours_packed))
-            calls = step_calls(reference, ours, inputs, dtype, ours_cast, ours_packed)
+            packed_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+            if stack.enter_context(layers_packed(ours_packed, packed_dtype)) == 0:
+                raise RuntimeError(f"no layer of our UNet was packed for {precision} (oneDNN missing?)")
+            concurrent = None
+            if torch.get_num_threads() >= 2:
+                concurrent = stack.enter_context(
+                    ConcurrentGuidance(ours_packed, [inputs["gpt2"], inputs["t5"]], [None, inputs["t5_mask"]],
+                                       autocast_dtype=dtype)
+                )
+            calls = step_calls(reference, ours, inputs, dtype, ours_cast, ours_packed, concurrent)
             walls, cpus, outputs = time_alternated(calls, dtype, args.repeats, args.warmup)
-        del ours_cast, ours_packed
+        del ours_cast, ours_packed, concurrent
         label = f"{precision}, {args.repeats} rounds (medians; x = diffusers / ours, median of the per-round ratios)"
         lines += report_precision(
             label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision][1]

@@ -184,4 +184,10 @@ class Denoiser(nn.Module):
         if guidance_scale <= 1.0:
             return self.unet(latents, timestep, contexts, context_masks)
         negative, positive = self.unet(latents, timestep, contexts, context_masks).chunk(2)
+        return self.combine_guidance(negative, positive, guidance_scale)
+
+    @staticmethod
+    def combine_guidance(negative: torch.Tensor, positive: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+        """Classifier-free guidance: ``negative + scale * (positive - negative)``, the predictions (B, C, H, W)
+        for the negative (or unconditional) and the positive contexts."""
         return negative + guidance_scale * (positive - negative)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from models.tta.audioldm.concurrent_guidance import ConcurrentGuidance, concurrent_guidance_applies
 from models.tta.audioldm.diffusion import Denoiser
 from modules.packed_layers import layers_packed
 
@@ -54,6 +55,7 @@ def sample_latents(
     autocast_dtype: torch.dtype | None = None,
     cast_weights_once: bool = True,
     pack_weights: bool = True,
+    concurrent_guidance: bool = True,
     show_progress: bool = True,
     on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -67,7 +69,9 @@ def sample_latents(
     linear and convolution layers through oneDNN on weights reordered once for the run (`layers_packed`: the same
     precision, another summation order; not under autocast without `cast_weights_once`, where the weights stay
     fp32). The cross-attention keys and values of the contexts are projected once per run
-    (`AudioLDMUNet.precompute_context`), not at every step.
+    (`AudioLDMUNet.precompute_context`), not at every step. With guidance on a CPU running two or more intra-op
+    threads, `concurrent_guidance` computes the negative and positive halves in two threads
+    (`ConcurrentGuidance`; another summation order), else guidance is one batched UNet call.
     `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
     variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
     `Denoiser.clean_estimate` gives the step's clean-latent estimate (exact at integer timesteps; Euler's
@@ -91,14 +95,25 @@ def sample_latents(
             run_weights.enter_context(weights_held_in(denoiser.unet, autocast_dtype))
         if pack_weights and (autocast_dtype is None or cast_once):
             run_weights.enter_context(layers_packed(denoiser.unet, autocast_dtype or torch.float32))
-        if denoiser.unet.context_dims:
+        has_contexts = bool(denoiser.unet.context_dims)
+        halves = None
+        if concurrent_guidance and concurrent_guidance_applies(device, guidance_scale, has_contexts):
+            halves = run_weights.enter_context(
+                ConcurrentGuidance(denoiser.unet, contexts, context_masks, autocast_dtype=autocast_dtype)
+            )
+        elif has_contexts:
             with autocast:
                 contexts, context_masks = denoiser.unet.precompute_context(contexts, context_masks), None
         steps = tqdm(scheduler.timesteps, desc="sampling", disable=not show_progress, leave=False)
         for index, timestep in enumerate(steps):
             model_input = scheduler.scale_model_input(latents, timestep)
-            with autocast:
-                prediction = denoiser.guided_prediction(model_input, timestep, contexts, context_masks, guidance_scale)
+            if halves is not None:
+                prediction = halves(model_input, timestep, guidance_scale)
+            else:
+                with autocast:
+                    prediction = denoiser.guided_prediction(
+                        model_input, timestep, contexts, context_masks, guidance_scale
+                    )
             if on_step is not None:
                 on_step(index, timestep, model_input, prediction.float())
             latents = scheduler.step(prediction.float(), timestep, latents, **step_kwargs).prev_sample
