@@ -19,8 +19,9 @@ other in one process, each a full `generate`/`__call__` (text encoders, GPT-2, s
   diffusers  its defaults: DDIM 200 steps, fp32 (`--reference_steps` fewer only to save time: then the
           200-step time is extrapolated from the measured per-step and fixed costs, and labelled so)
 Our pipeline with the reference's own settings (DDIM 200 fp32) is reported as fixed cost + 200 x our measured
-per-step cost (labelled: extrapolated). Per-step costs come from hooks around each UNet call; the fixed cost is
-the rest of the call (encoders, scheduler set-up, VAE decode, vocoder).
+per-step cost (labelled: extrapolated). Per-step costs come from hooks around each UNet call (overlapping calls,
+our two guidance halves, count as one step); the fixed cost is the rest of the call (encoders, scheduler set-up,
+VAE decode, vocoder).
 
 `sweep`: the trained built-in model (`--checkpoint`, 5 s clips, three prompts in one batch, guidance 3.5, seed
 0): DPM-Solver++, UniPC and DDIM at 10-50 steps against 200-step DDIM: sampling time, and the distance of the
@@ -32,10 +33,12 @@ Results go to `--output`: each part rewrites its own section and keeps the other
 """
 
 import argparse
+import functools
 import gc
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,26 +152,40 @@ def build_full_size_folder(folder: Path) -> None:
 
 
 class StepClock:
-    """Wall and CPU time of every call of a module (forward pre/post hooks), to split a run into steps and rest."""
+    """Wall and CPU time of every step of a module's calls (forward pre/post hooks), to split a run into steps and
+    rest. Calls that overlap (the guidance halves our sampling loop runs in two threads) count as one step, from
+    the first start to the last end."""
 
     def __init__(self, module: torch.nn.Module) -> None:
-        self.starts: list[tuple[float, float]] = []
-        self.ends: list[tuple[float, float]] = []
+        self.steps: list[tuple[tuple[float, float], tuple[float, float]]] = []
         self.on_step = None
-        module.register_forward_pre_hook(lambda *_: self.starts.append((time.perf_counter(), time.process_time())))
+        self._running = 0
+        self._started: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+        module.register_forward_pre_hook(lambda *_: self._start())
         module.register_forward_hook(lambda *_: self._end())
 
+    def _start(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._started = (time.perf_counter(), time.process_time())
+            self._running += 1
+
     def _end(self) -> None:
-        self.ends.append((time.perf_counter(), time.process_time()))
+        with self._lock:
+            self._running -= 1
+            if self._running > 0:
+                return
+            self.steps.append((self._started, (time.perf_counter(), time.process_time())))
         if self.on_step is not None:
             self.on_step(self)
 
     def reset(self) -> None:
-        self.starts.clear()
-        self.ends.clear()
+        self.steps.clear()
 
     def step_times(self, clock: int) -> list[float]:
-        return [end[clock] - start[clock] for start, end in zip(self.starts, self.ends)]
+        """Seconds per step: ``clock`` 0 for wall time, 1 for CPU time (this process, all threads)."""
+        return [end[clock] - start[clock] for start, end in self.steps]
 
 
 def timed_run(clock: StepClock, run) -> dict:
@@ -177,7 +194,7 @@ def timed_run(clock: StepClock, run) -> dict:
     wall, cpu = time.perf_counter(), time.process_time()
     run()
     total_wall, total_cpu = time.perf_counter() - wall, time.process_time() - cpu
-    steps = len(clock.starts)
+    steps = len(clock.steps)
     return dict(
         steps=steps,
         total_wall=total_wall,
@@ -257,9 +274,9 @@ def run_full(args: argparse.Namespace) -> None:
     results = {}
     for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         name = f"ours {OUR_SCHEDULER} {args.our_steps} steps {precision}"
-        results[name] = timed_run(our_clock, lambda: ours.generate(
-            PROMPT, num_inference_steps=args.our_steps, scheduler=OUR_SCHEDULER, audio_length_in_s=SECONDS,
-            generator=torch.Generator().manual_seed(0), autocast_dtype=dtype,
+        results[name] = timed_run(our_clock, functools.partial(
+            ours.generate, PROMPT, num_inference_steps=args.our_steps, scheduler=OUR_SCHEDULER,
+            audio_length_in_s=SECONDS, generator=torch.Generator().manual_seed(0), autocast_dtype=dtype,
         ))
         lines.append(describe(name, results[name]))
         report()
@@ -277,7 +294,7 @@ def run_full(args: argparse.Namespace) -> None:
     reference_clock = StepClock(reference.unet)
 
     def progress(clock: StepClock) -> None:
-        done = len(clock.ends)
+        done = len(clock.steps)
         if done % 20 == 0 and done < args.reference_steps:
             times = clock.step_times(0)
             report([f"  (diffusers run in progress: {done} steps done, median {statistics.median(times):.2f} s wall)"])
