@@ -1,7 +1,8 @@
 """Text to audio with a trained stage-2 model: text encoder -> guided latent sampling -> VAE decoder -> vocoder.
 
 Each distinct prompt (and the negative prompt) is encoded once per call, not once per step or per candidate;
-classifier-free guidance is one batched UNet call per step with contexts ordered [negative, positive]. Initial
+classifier-free guidance takes contexts ordered [negative, positive], as one batched UNet call per step, or on a
+CPU with two or more threads as two concurrent calls (`sample_latents`, `ConcurrentGuidance`). Initial
 noise for all prompts and candidates is drawn up front from one seeded generator, prompt-major, so with a
 deterministic sampler (DDIM, PNDM, DPM-Solver++, UniPC, Euler) a prompt's audio depends on the seed and its
 position only, not on the batch size or on the other prompts' lengths (their text padding is masked).

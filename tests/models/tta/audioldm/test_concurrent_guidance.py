@@ -25,6 +25,7 @@ def test_halves_in_threads_equal_the_batched_guided_call(autocast_dtype):
         batched = denoiser.unet(torch.cat([latents, latents]), timestep, contexts, masks).float()
         expected = denoiser.guided_prediction(latents, timestep, contexts, masks, 3.5).float()
     with ConcurrentGuidance(denoiser.unet, contexts, masks, autocast_dtype=autocast_dtype, threads_per_half=1) as halves:
+        warm_up = halves.unet_outputs(latents, timestep)  # the halves one after the other, in this thread
         outputs = halves.unet_outputs(latents, timestep)
         guided = halves(latents, timestep, 3.5)
         # Both halves really ran in the pool's threads, with the requested intra-op thread count.
@@ -39,6 +40,7 @@ def test_halves_in_threads_equal_the_batched_guided_call(autocast_dtype):
     # fp32: summation order only; bf16: the same bf16 products in another order (outputs of size ~1).
     tolerance = 1e-5 if autocast_dtype is None else 2e-2
     assert (outputs.float() - batched).abs().max() < tolerance
+    assert (warm_up.float() - batched).abs().max() < tolerance
     assert (guided.float() - expected).abs().max() < tolerance * 4.5
     assert expected.abs().max() > 0.1
     assert guidance_threads() == []
@@ -97,7 +99,9 @@ def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batche
     finally:
         torch.set_num_threads(threads)
         hook.remove()
-    assert len(concurrent_calls) == 10 and all(name.startswith("guidance-half") for name in concurrent_calls)
+    # The first step warms up in the calling thread; the other four run their halves in the two threads.
+    assert concurrent_calls[:2] == ["MainThread"] * 2
+    assert len(concurrent_calls) == 10 and all(name.startswith("guidance-half") for name in concurrent_calls[2:])
     assert calls == ["MainThread"] * 5
     assert torch.get_num_threads() == threads
     assert guidance_threads() == []
