@@ -9,6 +9,7 @@ on its own (``AudioLDMUNet.forward`` shares them between the halves of one batch
 "ours+...+concurrent" rows in benchmarks/results/unet_step.txt. GPUs keep the batched call.
 """
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,8 +21,14 @@ from modules.transformer import PrecomputedContexts
 
 def concurrent_guidance_applies(device: torch.device, guidance_scale: float, has_contexts: bool) -> bool:
     """True where ``ConcurrentGuidance`` is used by default: guided sampling with contexts on a CPU where torch
-    runs at least two intra-op threads."""
-    return device.type == "cpu" and guidance_scale > 1.0 and has_contexts and torch.get_num_threads() >= 2
+    runs at least two intra-op threads, unless OMP_WAIT_POLICY=ACTIVE. With ACTIVE the calling thread's idle
+    OpenMP workers spin without end and take a core from the two halves (a bf16 step took 1.78 s instead of
+    1.24 s); with PASSIVE or the default policy they sleep."""
+    spinning = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "ACTIVE"
+    return (
+        device.type == "cpu" and guidance_scale > 1.0 and has_contexts and torch.get_num_threads() >= 2
+        and not spinning
+    )
 
 
 class ConcurrentGuidance:

@@ -62,11 +62,18 @@ def test_an_error_in_a_half_reaches_the_caller_and_the_threads_stop():
     assert guidance_threads() == []
 
 
-def test_it_applies_to_guided_cpu_sampling_with_two_threads_only():
+def test_it_applies_to_guided_cpu_sampling_with_two_threads_and_sleeping_openmp_workers_only(monkeypatch):
     cpu = torch.device("cpu")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
+        for policy in (None, "PASSIVE", "active"):
+            if policy is None:
+                monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+            else:
+                monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+            assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True) == (policy != "active")
+        monkeypatch.delenv("OMP_WAIT_POLICY")
         assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True)
         assert not concurrent_guidance_applies(cpu, 1.0, has_contexts=True)
         assert not concurrent_guidance_applies(cpu, 3.5, has_contexts=False)
@@ -77,7 +84,8 @@ def test_it_applies_to_guided_cpu_sampling_with_two_threads_only():
         torch.set_num_threads(threads)
 
 
-def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batched_loop():
+def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batched_loop(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     denoiser = two_stream_denoiser()
     latents, contexts, masks = guided_inputs()
     threads = torch.get_num_threads()
