@@ -20,9 +20,9 @@ other in one process, each a full `generate`/`__call__` (text encoders, GPT-2, s
           200-step time is extrapolated from the measured per-step and fixed costs, and labelled so)
 Our pipeline with the reference's own settings (DDIM 200 fp32) is reported as fixed cost + 200 x our measured
 per-step cost (labelled: extrapolated). Per-step costs come from hooks around each UNet call (overlapping calls,
-our two guidance halves, count as one step; our first step counts as two, since `ConcurrentGuidance` runs its
-halves one after the other as a warm-up, hence 26 "steps" for 25); the fixed cost is the rest of the call
-(encoders, scheduler set-up, VAE decode, vocoder).
+our two guidance halves, count as one step; with OMP_WAIT_POLICY=PASSIVE our first step counts as two, since
+`ConcurrentGuidance` runs its halves one after the other as a warm-up, hence 26 "steps" for 25); the fixed cost
+is the rest of the call (encoders, scheduler set-up, VAE decode, vocoder).
 
 `sweep`: the trained built-in model (`--checkpoint`, 5 s clips, three prompts in one batch, guidance 3.5, seed
 0): DPM-Solver++, UniPC and DDIM at 10-50 steps against 200-step DDIM: sampling time, and the distance of the

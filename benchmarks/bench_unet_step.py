@@ -26,8 +26,8 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
                        and convolution layers run through oneDNN on weights reordered once for the run
                        (`layers_packed`; the weights' own precision, another summation order), after the bf16
                        cast-once under autocast
-  ours+...+concurrent  the sampling loop's default on a CPU with two or more threads (unless
-                       OMP_WAIT_POLICY=ACTIVE): the packed UNet run on the negative and the positive rows in two
+  ours+...+concurrent  the sampling loop's default on a CPU with two or more threads under
+                       OMP_WAIT_POLICY=PASSIVE: the packed UNet run on the negative and the positive rows in two
                        threads at once, one latent row and half of the intra-op threads each
                        (`ConcurrentGuidance.unet_outputs`; no shared layers, another summation order)
 --compile adds, per precision (not bf16-weights), torch.compile of ours+cache+shared with Inductor's weight

@@ -75,9 +75,9 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"
 
 
-# Maps at most this wide run a k x k convolution (k > 1) as one matrix product over gathered k*k*C_in columns
-# instead of oneDNN's direct convolution, whose kernels block the output width for vector registers and waste
-# most of them on a map 2 wide: on the AudioLDM 2 UNet's 32 x 2 maps the product was 1.3-2.7x faster (2-core
+# Maps at most this wide run a convolution with a kernel larger than 1x1 as one matrix product over gathered
+# k_h*k_w*C_in columns instead of oneDNN's direct convolution, whose kernels block the output width for vector
+# registers and waste most of them on a map 2 wide: on the AudioLDM 2 UNet's 32 x 2 maps the product was 1.3-2.7x faster (2-core
 # AVX-512 EPYC, bf16 and fp32), on its 64 x 4 maps slower (benchmarks/results/unet_step.txt, session-14 log).
 NARROW_MAP_WIDTH = 2
 
@@ -89,8 +89,8 @@ class PackedConv2d(nn.Module):
     one per layer). The output may come back channels-last whatever the input's memory format (oneDNN's choice,
     kept: converting back costs a copy and measured slower); values and shape are the convolution's. Inputs are
     cast to the weight's dtype, as autocast does. Under grad mode the layer computes ``F.conv2d``. A stride-1,
-    undilated, ungrouped k x k convolution (k > 1) on a map at most ``NARROW_MAP_WIDTH`` wide runs as a
-    matrix product over gathered columns (im2col) with a oneDNN-packed (C_out, k*k*C_in) weight instead.
+    undilated, ungrouped convolution with a kernel larger than 1x1 on a map at most ``NARROW_MAP_WIDTH`` wide runs
+    as a matrix product over gathered columns (im2col) with a oneDNN-packed (C_out, k_h*k_w*C_in) weight instead.
     """
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -110,7 +110,7 @@ class PackedConv2d(nn.Module):
         inputs = inputs.to(self.weight.dtype)
         if torch.is_grad_enabled():
             return F.conv2d(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.columns_apply and inputs.shape[-1] <= NARROW_MAP_WIDTH:
+        if self.columns_apply and inputs.shape[-1] <= NARROW_MAP_WIDTH and self._has_output(inputs):
             return self._as_matrix_product(inputs)
         geometry = (self.padding, self.stride, self.dilation, self.groups)
         shape = tuple(inputs.shape)
@@ -120,6 +120,14 @@ class PackedConv2d(nn.Module):
             )
         return torch.ops.mkldnn._convolution_pointwise(
             inputs, self.packed_weights[shape], self.bias, *geometry, "none", [], ""
+        )
+
+    def _has_output(self, inputs: torch.Tensor) -> bool:
+        """Whether the kernel fits in the padded map (else oneDNN's path raises the convolution's own error)."""
+        kernel_height, kernel_width = self.weight.shape[-2:]
+        return all(
+            size + 2 * pad >= kernel
+            for size, pad, kernel in zip(inputs.shape[-2:], self.padding, (kernel_height, kernel_width), strict=True)
         )
 
     def _as_matrix_product(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,16 @@ def test_other_convolutions_on_narrow_maps_stay_on_onednn(geometry):
     assert packed.packed_columns_weight is None and len(packed.packed_weights) == 1
 
 
+def test_a_kernel_wider_than_the_padded_narrow_map_is_an_error_as_in_nn_conv2d():
+    conv = nn.Conv2d(8, 12, kernel_size=3)
+    inputs = torch.randn(1, 8, 9, 2)
+    with torch.no_grad():
+        with pytest.raises(RuntimeError):
+            conv(inputs)
+        with pytest.raises(RuntimeError):
+            PackedConv2d(conv)(inputs)
+
+
 @pytest.mark.skipif(not packing_supported(torch.bfloat16), reason="no oneDNN bfloat16 on this CPU")
 def test_bf16_narrow_map_matches_autocast_and_returns_bf16():
     torch.manual_seed(0)

@@ -1,15 +1,21 @@
 """Classifier-free guidance with its two halves computed side by side on the CPU.
 
-One batched UNet call over the [negative, positive] rows splits every operation across torch's intra-op threads,
-which on few cores pays a synchronisation at every op (thousands per step) and splits small matrix products
-finely. ``ConcurrentGuidance`` instead runs the negative and the positive rows as two UNet calls in two threads,
-each with half of the intra-op threads. On a 2-core AVX-512 EPYC this made the AudioLDM 2 base UNet's guided step
-x1.10 faster in bf16 and x1.17 in fp32, although each half then runs the layers before the first cross-attention
-on its own (``AudioLDMUNet.forward`` shares them between the halves of one batched call); see the
-"ours+...+concurrent" rows in benchmarks/results/unet_step.txt. GPUs keep the batched call.
+One batched UNet call over the [negative, positive] rows splits every operation across torch's intra-op threads
+and synchronises them at every op (thousands per step). With OMP_WAIT_POLICY=PASSIVE, the setting to use on a
+machine shared with other jobs, idle OpenMP threads sleep and each op first has to wake them.
+``ConcurrentGuidance`` instead runs the negative and the positive rows as two UNet calls in two threads, each with
+half of the intra-op threads, so nothing waits between ops. Each half then runs the layers before the first
+cross-attention on its own (``AudioLDMUNet.forward`` shares them between the halves of one batched call).
+
+On a 2-core AVX-512 EPYC under PASSIVE, the AudioLDM 2 base UNet's guided step ran x1.13-1.15 faster than the
+batched call in bf16 and x1.01-1.13 in fp32 (two runs; the "ours+...+concurrent" rows of
+benchmarks/results/unet_step.txt). With libgomp's default policy (threads spin briefly before sleeping) it
+measured x0.96-0.97, and under ACTIVE x0.7 (idle threads spin without end and take a core from the halves). So it
+is the sampling loop's default only where the environment says PASSIVE. GPUs keep the batched call.
 """
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,14 +27,10 @@ from modules.transformer import PrecomputedContexts
 
 def concurrent_guidance_applies(device: torch.device, guidance_scale: float, has_contexts: bool) -> bool:
     """True where ``ConcurrentGuidance`` is used by default: guided sampling with contexts on a CPU where torch
-    runs at least two intra-op threads, unless OMP_WAIT_POLICY=ACTIVE. With ACTIVE the calling thread's idle
-    OpenMP workers spin without end and take a core from the two halves (a bf16 step took 1.78 s instead of
-    1.24 s); with PASSIVE or the default policy they sleep."""
-    spinning = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "ACTIVE"
-    return (
-        device.type == "cpu" and guidance_scale > 1.0 and has_contexts and torch.get_num_threads() >= 2
-        and not spinning
-    )
+    runs at least two intra-op threads and the environment sets OMP_WAIT_POLICY=PASSIVE (read at call time;
+    libgomp reads it when it loads, so set it before starting Python)."""
+    sleeping = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    return device.type == "cpu" and guidance_scale > 1.0 and has_contexts and torch.get_num_threads() >= 2 and sleeping
 
 
 class ConcurrentGuidance:
@@ -38,8 +40,8 @@ class ConcurrentGuidance:
     ``contexts`` and ``context_masks`` hold 2B rows, [negative, positive], as for ``Denoiser.guided_prediction``;
     each half's cross-attention keys and values are projected once here (``precompute_context``) under autocast to
     ``autocast_dtype`` (None: fp32), which the calls use too. Each thread computes with ``threads_per_half``
-    intra-op threads (default: half of ``torch.get_num_threads()``); the first call runs both halves in the
-    calling thread instead, one after the other, as a warm-up. Grad mode is off in the threads: this is for
+    intra-op threads (default: the caller's ``torch.get_num_threads()`` shared out between them); the first call
+    runs both halves in the calling thread instead, one after the other, as a warm-up. Grad mode is off in the threads: this is for
     sampling only. Use it as a context manager, or call ``close`` to stop the threads.
     """
 
@@ -66,9 +68,26 @@ class ConcurrentGuidance:
                 half_masks = [None if mask is None else mask.chunk(2)[half] for mask in masks]
                 self.halves.append(self.unet.precompute_context(half_contexts, half_masks))
         self._warmed_up = False
-        threads = threads_per_half or max(1, torch.get_num_threads() // 2)
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="guidance-half", initializer=torch.set_num_threads,
-                                        initargs=(threads,))
+        self._lock = threading.Lock()
+        caller_threads = torch.get_num_threads()
+        if threads_per_half is None:  # the caller's threads shared out; an odd one goes to one of the halves
+            self._thread_counts = [max(1, (caller_threads + 1) // 2), max(1, caller_threads // 2)]
+        else:
+            self._thread_counts = [threads_per_half] * 2
+        self._started = threading.Barrier(2)
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="guidance-half", initializer=self._start_thread)
+        # Start both threads now. torch.set_num_threads also stores the count as the process-wide default that
+        # threads created later start with, so it is put back to the caller's once both have set their own.
+        for started in [self._pool.submit(self._started.wait) for _ in range(2)]:
+            started.result()
+        torch.set_num_threads(caller_threads)
+
+    def _start_thread(self) -> None:
+        # A thread's first torch op copies the process-wide count into it; get_num_threads makes that happen here,
+        # while the process-wide count is this thread's own (the lock keeps the other thread from changing it).
+        with self._lock:
+            torch.set_num_threads(self._thread_counts.pop())
+            torch.get_num_threads()
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)

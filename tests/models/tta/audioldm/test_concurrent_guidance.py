@@ -58,22 +58,24 @@ def test_an_error_in_a_half_reaches_the_caller_and_the_threads_stop():
     latents, contexts, masks = guided_inputs()
     with pytest.raises(ValueError, match="timestep must be a scalar"):
         with ConcurrentGuidance(denoiser.unet, contexts, masks) as halves:
-            halves(latents, torch.zeros(3), 3.5)
+            halves(latents, torch.tensor(500), 3.5)  # the warm-up, in this thread
+            assert len(guidance_threads()) == 2
+            halves(latents, torch.zeros(3), 3.5)  # fails inside the two threads
     assert guidance_threads() == []
 
 
-def test_it_applies_to_guided_cpu_sampling_with_two_threads_and_sleeping_openmp_workers_only(monkeypatch):
+def test_it_applies_to_guided_cpu_sampling_with_two_threads_under_passive_waiting_only(monkeypatch):
     cpu = torch.device("cpu")
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        for policy in (None, "PASSIVE", "active"):
+        for policy in (None, "passive", "ACTIVE"):
             if policy is None:
                 monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
             else:
                 monkeypatch.setenv("OMP_WAIT_POLICY", policy)
-            assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True) == (policy != "active")
-        monkeypatch.delenv("OMP_WAIT_POLICY")
+            assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True) == (policy == "passive")
+        monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
         assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True)
         assert not concurrent_guidance_applies(cpu, 1.0, has_contexts=True)
         assert not concurrent_guidance_applies(cpu, 3.5, has_contexts=False)
@@ -84,8 +86,8 @@ def test_it_applies_to_guided_cpu_sampling_with_two_threads_and_sleeping_openmp_
         torch.set_num_threads(threads)
 
 
-def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batched_loop(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+def test_sampling_runs_the_halves_concurrently_under_passive_and_matches_the_batched_loop(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     denoiser = two_stream_denoiser()
     latents, contexts, masks = guided_inputs()
     threads = torch.get_num_threads()
@@ -104,6 +106,12 @@ def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batche
         concurrent = run(True)
         concurrent_calls, calls[:] = list(calls), []
         batched = run(False)
+        # The threads' own counts did not leak: this thread and threads started afterwards keep the caller's.
+        counts = []
+        fresh = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert torch.get_num_threads() == 2 and counts == [2]
     finally:
         torch.set_num_threads(threads)
         hook.remove()
@@ -111,7 +119,6 @@ def test_sampling_runs_the_halves_concurrently_by_default_and_matches_the_batche
     assert concurrent_calls[:2] == ["MainThread"] * 2
     assert len(concurrent_calls) == 10 and all(name.startswith("guidance-half") for name in concurrent_calls[2:])
     assert calls == ["MainThread"] * 5
-    assert torch.get_num_threads() == threads
     assert guidance_threads() == []
     # As test_fast_sampling_equals_the_plain_loop_in_fp32: relative to the latents' size, summation order only.
     assert (concurrent - batched).abs().max() < 1e-5 * batched.abs().max()
