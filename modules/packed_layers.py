@@ -77,8 +77,9 @@ class PackedLinear(nn.Module):
 
 # Maps at most this wide run a convolution with a kernel larger than 1x1 as one matrix product over gathered
 # k_h*k_w*C_in columns instead of oneDNN's direct convolution, whose kernels block the output width for vector
-# registers and waste most of them on a map 2 wide: on the AudioLDM 2 UNet's 32 x 2 maps the product was 1.3-2.7x faster (2-core
-# AVX-512 EPYC, bf16 and fp32), on its 64 x 4 maps slower (benchmarks/results/unet_step.txt, session-14 log).
+# registers and waste most of them on a map 2 wide: on the AudioLDM 2 UNet's 32 x 2 maps the product was 1.3-2.7x
+# faster (2-core AVX-512 EPYC, bf16 and fp32), on its 64 x 4 maps slower (benchmarks/results/unet_step.txt,
+# session-14 log).
 NARROW_MAP_WIDTH = 2
 
 
@@ -110,8 +111,10 @@ class PackedConv2d(nn.Module):
         inputs = inputs.to(self.weight.dtype)
         if torch.is_grad_enabled():
             return F.conv2d(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.columns_apply and inputs.shape[-1] <= NARROW_MAP_WIDTH and self._has_output(inputs):
-            return self._as_matrix_product(inputs)
+        if self.columns_apply and inputs.shape[-1] <= NARROW_MAP_WIDTH:
+            out_height, out_width = self._output_size(inputs)
+            if out_height > 0 and out_width > 0:  # else oneDNN's path raises the convolution's own error
+                return self._as_matrix_product(inputs, out_height, out_width)
         geometry = (self.padding, self.stride, self.dilation, self.groups)
         shape = tuple(inputs.shape)
         if shape not in self.packed_weights:
@@ -122,21 +125,20 @@ class PackedConv2d(nn.Module):
             inputs, self.packed_weights[shape], self.bias, *geometry, "none", [], ""
         )
 
-    def _has_output(self, inputs: torch.Tensor) -> bool:
-        """Whether the kernel fits in the padded map (else oneDNN's path raises the convolution's own error)."""
-        kernel_height, kernel_width = self.weight.shape[-2:]
-        return all(
-            size + 2 * pad >= kernel
-            for size, pad, kernel in zip(inputs.shape[-2:], self.padding, (kernel_height, kernel_width), strict=True)
+    def _output_size(self, inputs: torch.Tensor) -> tuple[int, int]:
+        """(H', W') of the stride-1, undilated convolution of ``inputs`` (B, C_in, H, W); < 1 if the kernel does
+        not fit in the padded map."""
+        return tuple(
+            size + 2 * pad - kernel + 1
+            for size, pad, kernel in zip(inputs.shape[-2:], self.padding, self.weight.shape[-2:], strict=True)
         )
 
-    def _as_matrix_product(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _as_matrix_product(self, inputs: torch.Tensor, out_height: int, out_width: int) -> torch.Tensor:
         """The stride-1 convolution of (B, C_in, H, W) as (B*H'*W', k_h*k_w*C_in) columns times the packed weight;
         returns (B, C_out, H', W'), channels-last in memory."""
         out_channels, in_channels, kernel_height, kernel_width = self.weight.shape
-        batch, _, height, width = inputs.shape
+        batch = inputs.shape[0]
         pad_height, pad_width = self.padding
-        out_height, out_width = height + 2 * pad_height - kernel_height + 1, width + 2 * pad_width - kernel_width + 1
         if self.packed_columns_weight is None:
             # Columns are ordered (kernel row, kernel column, input channel), as gathered below.
             matrix = self.weight.detach().permute(0, 2, 3, 1).reshape(out_channels, -1).contiguous()

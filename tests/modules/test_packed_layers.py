@@ -110,27 +110,18 @@ def test_a_kernel_wider_than_the_padded_narrow_map_is_an_error_as_in_nn_conv2d()
 
 
 @pytest.mark.skipif(not packing_supported(torch.bfloat16), reason="no oneDNN bfloat16 on this CPU")
-def test_bf16_narrow_map_matches_autocast_and_returns_bf16():
+@pytest.mark.parametrize("width", [6, 2], ids=["onednn", "narrow-map"])
+def test_bf16_conv_matches_autocast_and_returns_bf16(width):
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 12, kernel_size=3, padding=1)
-    inputs = torch.randn(2, 8, 10, 2)
+    inputs = torch.randn(2, 8, 10, width)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         expected = conv(inputs)
-        actual = PackedConv2d(conv.to(torch.bfloat16))(inputs)
+        packed = PackedConv2d(conv.to(torch.bfloat16))
+        actual = packed(inputs)
     assert actual.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(actual.float(), expected.float(), atol=0.05, rtol=0.02)
-
-
-@pytest.mark.skipif(not packing_supported(torch.bfloat16), reason="no oneDNN bfloat16 on this CPU")
-def test_bf16_conv_matches_autocast_and_returns_bf16():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(8, 12, kernel_size=3, padding=1)
-    inputs = torch.randn(2, 8, 10, 6)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = conv(inputs)
-        actual = PackedConv2d(conv.to(torch.bfloat16))(inputs)
-    assert actual.dtype == expected.dtype == torch.bfloat16
-    torch.testing.assert_close(actual.float(), expected.float(), atol=0.05, rtol=0.02)
+    assert (packed.packed_columns_weight is not None) == (width <= packed_layers.NARROW_MAP_WIDTH)
 
 
 class _Nested(nn.Module):
