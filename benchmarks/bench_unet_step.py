@@ -27,9 +27,10 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
                        (`layers_packed`; the weights' own precision, another summation order), after the bf16
                        cast-once under autocast
   ours+...+concurrent  the sampling loop's default on a CPU with two or more threads under
-                       OMP_WAIT_POLICY=PASSIVE: the packed UNet run on the negative and the positive rows in two
-                       threads at once, one latent row and half of the intra-op threads each
-                       (`ConcurrentGuidance.unet_outputs`; no shared layers, another summation order)
+                       OMP_WAIT_POLICY=PASSIVE: the packed UNet's layers before the first context read run
+                       once on all threads (`AudioLDMUNet.trunk`), then the negative and the positive rows go
+                       on in two threads at once, half of the intra-op threads each
+                       (`ConcurrentGuidance.unet_outputs`; another summation order)
 --compile adds, per precision (not bf16-weights), torch.compile of ours+cache+shared with Inductor's weight
 freezing, timed against diffusers and eager ours+cache+shared (its compile time, minutes, is reported too).
 Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per

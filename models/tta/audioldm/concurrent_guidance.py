@@ -4,14 +4,16 @@ One batched UNet call over the [negative, positive] rows splits every operation 
 and synchronises them at every op (thousands per step). With OMP_WAIT_POLICY=PASSIVE, the setting to use on a
 machine shared with other jobs, idle OpenMP threads sleep and each op first has to wake them.
 ``ConcurrentGuidance`` instead runs the negative and the positive rows as two UNet calls in two threads, each with
-half of the intra-op threads, so nothing waits between ops. Each half then runs the layers before the first
-cross-attention on its own (``AudioLDMUNet.forward`` shares them between the halves of one batched call).
+half of the intra-op threads, so nothing waits between ops. The layers before the first context read, the same
+for both halves, run first, once, on all threads (``AudioLDMUNet.trunk``), as the batched call shares them too.
 
-On a 2-core AVX-512 EPYC under PASSIVE, the AudioLDM 2 base UNet's guided step ran x1.13-1.15 faster than the
-batched call in bf16 and x1.01-1.13 in fp32 (two runs; the "ours+...+concurrent" rows of
-benchmarks/results/unet_step.txt). With libgomp's default policy (threads spin briefly before sleeping) it
-measured x0.96-0.97, and under ACTIVE x0.7 (idle threads spin without end and take a core from the halves). So it
-is the sampling loop's default only where the environment says PASSIVE. GPUs keep the batched call.
+On a 2-core AVX-512 EPYC under PASSIVE, the AudioLDM 2 base UNet's guided step ran x1.08-1.14 faster than the
+batched call (per-round medians of a 12-round run, fp32 / bf16 / bf16 weights; the "ours+...+concurrent" rows of
+benchmarks/results/unet_step.txt, session 15). With GNU libgomp's default policy (threads spin briefly before
+sleeping) it was x1.03-1.04 for that UNet, but x0.99-1.00 for the full AudioLDM UNet and x0.95 (bf16) to x1.02
+(fp32) for the quickstart's, which shares no layers (pooled text embedding); under ACTIVE x0.7 (an idle OpenMP
+thread spins without end and takes a core from the halves). So it is the sampling loop's default only where the
+environment says PASSIVE. GPUs keep the batched call.
 """
 
 import os
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from models.tta.audioldm.diffusion import Denoiser
+from models.tta.audioldm.unet import UNetTrunk
 from modules.transformer import PrecomputedContexts
 
 
@@ -93,21 +96,32 @@ class ConcurrentGuidance:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
-    def _half(self, latents: torch.Tensor, timestep: torch.Tensor, contexts: PrecomputedContexts) -> torch.Tensor:
+    def _trunk(self, latents: torch.Tensor, timestep: torch.Tensor) -> UNetTrunk | None:
+        """The layers both halves share, run in the calling thread (all its threads), or None if the UNet has
+        none to share."""
+        if self.unet.trunk_block is None:
+            return None
+        with torch.no_grad(), self._autocast():
+            return self.unet.trunk(latents, timestep)
+
+    def _half(
+        self, latents: torch.Tensor, timestep: torch.Tensor, contexts: PrecomputedContexts, trunk: UNetTrunk | None
+    ) -> torch.Tensor:
         # Grad mode and autocast are per thread, so each call sets them for its own.
         with torch.no_grad(), self._autocast():
-            return self.unet(latents, timestep, contexts)
+            return self.unet(latents, timestep, contexts, trunk=trunk)
 
     def unet_outputs(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
         """The UNet's outputs (2B, C, H, W), [negative, positive], for latents (B, C, H, W), as one batched call of
         the UNet on both halves of the contexts would give them (up to summation order)."""
+        trunk = self._trunk(latents, timestep)
         if not self._warmed_up:
             # The first call runs the halves one after the other here, on all threads: layers that prepare
             # something at their first call (packed layers reorder their weights) then do it once with every
             # thread, not twice at once with one thread each (an fp32 first step took 2.9 s instead of 4.3 s).
             self._warmed_up = True
-            return torch.cat([self._half(latents, timestep, half) for half in self.halves])
-        calls = [self._pool.submit(self._half, latents, timestep, half) for half in self.halves]
+            return torch.cat([self._half(latents, timestep, half, trunk) for half in self.halves])
+        calls = [self._pool.submit(self._half, latents, timestep, half, trunk) for half in self.halves]
         return torch.cat([call.result() for call in calls])
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, guidance_scale: float) -> torch.Tensor:

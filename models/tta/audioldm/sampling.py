@@ -71,7 +71,8 @@ def sample_latents(
     fp32). The cross-attention keys and values of the contexts are projected once per run
     (`AudioLDMUNet.precompute_context`), not at every step. With guidance on a CPU running two or more intra-op
     threads and OMP_WAIT_POLICY=PASSIVE, `concurrent_guidance` computes the negative and positive halves in
-    two threads (`ConcurrentGuidance`; another summation order), else guidance is one batched UNet call.
+    two threads after the layers they share (`ConcurrentGuidance`; another summation order), else guidance is
+    one batched UNet call.
     `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
     variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
     `Denoiser.clean_estimate` gives the step's clean-latent estimate (exact at integer timesteps; Euler's

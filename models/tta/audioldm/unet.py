@@ -16,6 +16,7 @@ Numerically identical to diffusers ``AudioLDM2UNet2DConditionModel`` on the same
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,21 @@ def _to_preferred_format(hidden: torch.Tensor) -> torch.Tensor:
     _, channels, height, width = hidden.shape
     layout = torch.channels_last if height * width >= channels else torch.contiguous_format
     return hidden.contiguous(memory_format=layout)
+
+
+@dataclass(frozen=True)
+class UNetTrunk:
+    """The part of an ``AudioLDMUNet`` call before its first context read, for calls that share it.
+
+    Made by ``AudioLDMUNet.trunk`` for a sample and timestep, and passed to ``forward`` with that sample and
+    timestep and any contexts: calls that differ only in their contexts (the two halves of classifier-free
+    guidance run as two calls) then compute it once. ``hidden`` (B, C, H, W): the input of the first transformer
+    that reads a context; ``skips``: the skip tensors made before it; ``temb`` (B, E): the time embedding.
+    """
+
+    hidden: torch.Tensor
+    skips: tuple[torch.Tensor, ...]
+    temb: torch.Tensor
 
 
 class AudioLDMUNet(nn.Module):
@@ -231,12 +247,48 @@ class AudioLDMUNet(nn.Module):
             pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return self.pooled_context_mlp(pooled)
 
+    @property
+    def trunk_block(self) -> int | None:
+        """Index of the down block holding the first context read, or None (no down block reads a context, or
+        the pooled context embedding makes every layer read the text): where ``trunk`` ends."""
+        if self.pooled_context_mlp is not None or not self.context_dims:
+            return None
+        return next((index for index, block in enumerate(self.down_blocks) if block.attentions is not None), None)
+
+    def _time_embedding(self, timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
+        """(batch, time_embed_dim) embedding of a scalar or (batch,) ``timestep``."""
+        timesteps = torch.as_tensor(timestep, device=device)
+        if timesteps.ndim > 1 or timesteps.numel() not in (1, batch):
+            raise ValueError(f"timestep must be a scalar or have shape ({batch},), got {tuple(timesteps.shape)}")
+        return self.time_embedding(timesteps.reshape(-1).expand(batch))
+
+    def trunk(self, sample: torch.Tensor, timestep: torch.Tensor | float | int) -> UNetTrunk:
+        """Run the layers before the first context read on ``sample`` (B, C_in, H, W) at ``timestep``.
+
+        ``forward(sample, timestep, contexts, trunk=...)`` then goes on from there for any contexts: the same
+        outputs as without the trunk. Raises ValueError where ``trunk_block`` is None.
+        """
+        fork = self.trunk_block
+        if fork is None:
+            raise ValueError("this UNet has no context-free trunk to share (no down block reads a context, or "
+                             "pooled_context_embedding is on)")
+        checkpoint = self.use_gradient_checkpointing
+        temb = self._time_embedding(timestep, sample.shape[0], sample.device).to(sample.dtype)
+        hidden = self.conv_in(_to_preferred_format(sample))
+        skips = [hidden]
+        for block in self.down_blocks[:fork]:  # no attention: these read no context
+            hidden, block_skips = block(_to_preferred_format(hidden), temb, (), (), checkpoint=checkpoint)
+            skips += block_skips
+        hidden = self.down_blocks[fork].trunk(_to_preferred_format(hidden), temb, checkpoint=checkpoint)
+        return UNetTrunk(hidden=hidden, skips=tuple(skips), temb=temb)
+
     def forward(
         self,
         sample: torch.Tensor,
         timestep: torch.Tensor | float | int,
         contexts: Sequence[torch.Tensor] | PrecomputedContexts = (),
         context_masks: Sequence[torch.Tensor | None] | None = None,
+        trunk: UNetTrunk | None = None,
     ) -> torch.Tensor:
         """Predict noise (or v, or x0: whatever it was trained for) for ``sample`` at ``timestep``.
 
@@ -251,6 +303,8 @@ class AudioLDMUNet(nn.Module):
                 ``precompute_context`` of such tensors.
             context_masks: None, or one (B', M_i) mask per context (True/1 = attend) or None for "all valid".
                 Must be None with precomputed contexts (their masks are built in).
+            trunk: ``self.trunk(sample, timestep)``, or None: the layers before the first context read are then
+                not run again.
 
         Returns:
             (B', C_out, H, W).
@@ -268,11 +322,12 @@ class AudioLDMUNet(nn.Module):
             raise ValueError(f"the contexts' {rows} rows are not a multiple of the sample's {batch}")
         if (pooled is None) != (self.pooled_context_mlp is None):
             raise ValueError("these PrecomputedContexts were built by another network (pooled embedding mismatch)")
-        timesteps = torch.as_tensor(timestep, device=sample.device)
-        if timesteps.ndim > 1 or timesteps.numel() not in (1, batch):
-            raise ValueError(f"timestep must be a scalar or have shape ({batch},), got {tuple(timesteps.shape)}")
-        temb = self.time_embedding(timesteps.reshape(-1).expand(batch))
-        temb = repeat_rows(temb, rows)
+        if trunk is not None:
+            if self.trunk_block is None or trunk.temb.shape[0] != batch:
+                raise ValueError(f"this trunk ({trunk.temb.shape[0]} rows) is not one of this UNet for this sample")
+            temb = repeat_rows(trunk.temb, rows)
+        else:
+            temb = repeat_rows(self._time_embedding(timestep, batch, sample.device), rows)
         if pooled is not None:
             # Every layer now depends on the text, so the guidance halves cannot share the first layers.
             temb = temb + pooled
@@ -280,11 +335,17 @@ class AudioLDMUNet(nn.Module):
         temb = temb.to(sample.dtype)
         checkpoint = self.use_gradient_checkpointing
 
-        hidden = self.conv_in(_to_preferred_format(sample))
-        skips = [hidden]
-        for block in self.down_blocks:
+        if trunk is None:
+            first_block, hidden = 0, self.conv_in(_to_preferred_format(sample))
+            skips = [hidden]
+        else:
+            first_block, hidden, skips = self.trunk_block, trunk.hidden, list(trunk.skips)
+        for index, block in enumerate(self.down_blocks[first_block:], start=first_block):
             hidden = _to_preferred_format(hidden)
-            hidden, block_skips = block(hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint)
+            hidden, block_skips = block(
+                hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint,
+                from_trunk=trunk is not None and index == first_block,
+            )
             skips += block_skips
         # A shared sample is tiled where the first context is read (AttentionGroup); skips taken before that, or
         # the whole map if no down block reads a context, are tiled here.

@@ -5,6 +5,7 @@ entry of ``cross_attention_dims``, applied in order (``None`` = self-attention o
 the context of that width).
 """
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -69,19 +70,37 @@ class AttentionGroup(nn.Module):
             )
             for context_dim in cross_attention_dims
         )
+        # Transformers before this index read no context: their output depends on ``hidden`` alone.
+        self.first_context_index = next(
+            (index for index, dim in enumerate(cross_attention_dims) if dim is not None), len(cross_attention_dims)
+        )
 
     def forward(
-        self, hidden: torch.Tensor, contexts: EntryContexts, context_masks: EntryContexts, *, checkpoint: bool
+        self,
+        hidden: torch.Tensor,
+        contexts: EntryContexts,
+        context_masks: EntryContexts,
+        *,
+        checkpoint: bool,
+        start: int = 0,
     ) -> torch.Tensor:
         """(B, C, H, W) -> (B', C, H, W); ``contexts[i]`` (B', M_i, D_i) or None feeds transformer i.
 
         ``hidden`` may have fewer rows than the contexts (a sample shared by several context rows, see
         ``AudioLDMUNet.forward``): it is tiled to the contexts' rows before the first transformer that reads one.
+        ``start`` > 0: ``hidden`` is the output of transformers ``[:start]`` (run earlier), so they are skipped.
         """
-        for transformer, context, context_mask in zip(self.transformers, contexts, context_masks, strict=True):
+        routed = zip(self.transformers, contexts, context_masks, strict=True)
+        for transformer, context, context_mask in itertools.islice(routed, start, None):
             if context is not None:
                 hidden = repeat_rows(hidden, context_rows(context))
             hidden = run_module(transformer, hidden, context, context_mask, checkpoint=checkpoint)
+        return hidden
+
+    def before_first_context(self, hidden: torch.Tensor, *, checkpoint: bool) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): the transformers ``[:first_context_index]``, which read no context."""
+        for transformer in self.transformers[: self.first_context_index]:
+            hidden = run_module(transformer, hidden, None, None, checkpoint=checkpoint)
         return hidden
 
 
@@ -160,22 +179,36 @@ class DownBlock(nn.Module):
         context_masks: EntryContexts,
         *,
         checkpoint: bool,
+        from_trunk: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, C_in, H, W) -> (B', C_out, H', W') and the skip tensors, one per ResNet plus the downsampled one.
 
         ``temb`` has the contexts' rows B', a tiling of the B sample rows (see ``AttentionGroup``), so its first
-        ``hidden.shape[0]`` rows belong to ``hidden`` before and after the tiling.
+        ``hidden.shape[0]`` rows belong to ``hidden`` before and after the tiling. ``from_trunk``: ``hidden`` (B,
+        C_out, H, W) is the output of ``trunk``, which ran the first ResNet and the transformers before the first
+        context reader; the block goes on from there.
         """
         skips = []
         for index, resnet in enumerate(self.resnets):
-            hidden = run_module(resnet, hidden, temb[: hidden.shape[0]], checkpoint=checkpoint)
+            resumed = from_trunk and index == 0
+            if not resumed:
+                hidden = run_module(resnet, hidden, temb[: hidden.shape[0]], checkpoint=checkpoint)
             if self.attentions is not None:
-                hidden = self.attentions[index](hidden, contexts, context_masks, checkpoint=checkpoint)
+                start = self.attentions[index].first_context_index if resumed else 0
+                hidden = self.attentions[index](hidden, contexts, context_masks, checkpoint=checkpoint, start=start)
             skips.append(hidden)
         if self.downsample is not None:
             hidden = self.downsample(hidden)
             skips.append(hidden)
         return hidden, skips
+
+    def trunk(self, hidden: torch.Tensor, temb: torch.Tensor, *, checkpoint: bool) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W): the first ResNet and its transformers before the first context
+        reader, the part of this attention block that is the same for every context; ``temb`` (B, E)."""
+        if self.attentions is None:
+            raise ValueError("a block without attention reads no context: run it whole")
+        hidden = run_module(self.resnets[0], hidden, temb, checkpoint=checkpoint)
+        return self.attentions[0].before_first_context(hidden, checkpoint=checkpoint)
 
 
 class MidBlock(nn.Module):

@@ -28,14 +28,21 @@ def test_halves_in_threads_equal_the_batched_guided_call(autocast_dtype):
         warm_up = halves.unet_outputs(latents, timestep)  # the halves one after the other, in this thread
         outputs = halves.unet_outputs(latents, timestep)
         guided = halves(latents, timestep, 3.5)
-        # Both halves really ran in the pool's threads, with the requested intra-op thread count.
-        seen = []
+        # Both halves really ran in the pool's threads, with the requested intra-op thread count, after the
+        # layers before the first context read ran once in this thread.
+        seen, trunk_seen = [], []
         hook = denoiser.unet.register_forward_pre_hook(
             lambda *_: seen.append((threading.current_thread().name, torch.get_num_threads()))
         )
+        trunk_hook = denoiser.unet.conv_in.register_forward_pre_hook(
+            lambda *_: trunk_seen.append(threading.current_thread().name)
+        )
         halves(latents, timestep, 3.5)
         hook.remove()
+        trunk_hook.remove()
+    assert denoiser.unet.trunk_block is not None
     assert len(seen) == 2 and all(name.startswith("guidance-half") and threads == 1 for name, threads in seen)
+    assert trunk_seen == [threading.current_thread().name]
     assert outputs.shape == batched.shape == (4, 4, 8, 4)
     # fp32: summation order only; bf16: the same bf16 products in another order (outputs of size ~1).
     tolerance = 1e-5 if autocast_dtype is None else 2e-2
@@ -56,12 +63,21 @@ def test_odd_context_rows_are_a_clear_error():
 def test_an_error_in_a_half_reaches_the_caller_and_the_threads_stop():
     denoiser = two_stream_denoiser()
     latents, contexts, masks = guided_inputs()
-    with pytest.raises(ValueError, match="timestep must be a scalar"):
+
+    def fail_in_a_half(*_) -> None:
+        if threading.current_thread().name.startswith("guidance-half"):
+            raise ValueError("a half failed")
+
+    with pytest.raises(ValueError, match="a half failed"):
         with ConcurrentGuidance(denoiser.unet, contexts, masks) as halves:
             halves(latents, torch.tensor(500), 3.5)  # the warm-up, in this thread
             assert len(guidance_threads()) == 2
-            halves(latents, torch.zeros(3), 3.5)  # fails inside the two threads
+            denoiser.unet.mid_block.register_forward_pre_hook(fail_in_a_half)
+            halves(latents, torch.tensor(500), 3.5)  # fails inside the two threads
     assert guidance_threads() == []
+    with pytest.raises(ValueError, match="timestep must be a scalar"):  # found by the shared layers, in this thread
+        with ConcurrentGuidance(denoiser.unet, contexts, masks) as halves:
+            halves(latents, torch.zeros(3), 3.5)
 
 
 def test_it_applies_to_guided_cpu_sampling_with_two_threads_under_passive_waiting_only(monkeypatch):

@@ -1,8 +1,9 @@
 """The UNet's inference fast paths give the plain forward's (and diffusers') outputs.
 
-Precomputed context keys/values (``precompute_context``), a latent shared by the guidance halves, the
-channels-last layout inside, and linear and convolution layers on oneDNN-packed weights (``layers_packed``); plus
-their argument checks.
+Precomputed context keys/values (``precompute_context``), a latent shared by the guidance halves, the layers
+before the first context read run once for calls with different contexts (``trunk``), the channels-last layout
+inside, and linear and convolution layers on oneDNN-packed weights (``layers_packed``); plus their argument
+checks.
 """
 
 from contextlib import nullcontext
@@ -96,16 +97,73 @@ def test_precomputed_contexts_and_shared_latent_match_diffusers(config, packed, 
         expected = _reference_step(reference, latents, torch.cat([timestep, timestep]), gpt, t5, t5_mask)
         cache = ours.precompute_context([gpt, t5], [None, t5_mask])
         doubled = torch.cat([latents, latents])
+        trunk = ours.trunk(latents, timestep)
+        half_caches = [
+            ours.precompute_context([gpt[rows], t5[rows]], [None, t5_mask[rows]]) for rows in (slice(0, 2), slice(2, 4))
+        ]
         outputs = {
             "plain": ours(doubled, torch.cat([timestep, timestep]), [gpt, t5], [None, t5_mask]),
             "cache": ours(doubled, torch.cat([timestep, timestep]), cache),
             "shared": ours(latents, timestep, [gpt, t5], [None, t5_mask]),
             "cache+shared": ours(latents, timestep, cache),
+            "trunk": ours(latents, timestep, cache, trunk=trunk),
+            "trunk+halves": torch.cat([ours(latents, timestep, half, trunk=trunk) for half in half_caches]),
         }
     for name, actual in outputs.items():
         assert actual.shape == expected.shape, name
         assert actual.is_contiguous(), name
         assert (actual - expected).abs().max().item() <= TOLERANCE, name
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(attention_blocks=(False, True), cross_attention_dims=(None, 16, 32)),
+        dict(attention_blocks=(True, True), cross_attention_dims=(None, 16, 32)),
+        dict(attention_blocks=(False, True), cross_attention_dims=(16,)),
+        dict(attention_blocks=(False, True, True), cross_attention_dims=(None, None, 16, 32), layers_per_block=1),
+    ],
+    ids=["audioldm2", "attention_from_block_0", "context_first", "two_self_attention_transformers"],
+)
+@pytest.mark.parametrize("precision", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_trunk_then_forward_equals_forward(layout, precision):
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=8, out_channels=8, block_out_channels=(16, 32), norm_groups=8, num_attention_heads=4)
+    kwargs.update(layout)
+    kwargs["block_out_channels"] = (16, 32, 32)[: len(kwargs["attention_blocks"])]
+    unet = AudioLDMUNet(**kwargs).eval()
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    latents = torch.randn(1, 8, 16, 8)
+    contexts = [torch.randn(2, 5, dim) for dim in unet.context_dims]
+    with torch.no_grad(), torch.autocast("cpu", dtype=precision, enabled=precision is not None):
+        expected = unet(latents, 700, contexts)
+        trunk = unet.trunk(latents, 700)
+        resumed = unet(latents, 700, contexts, trunk=trunk)
+        halves = torch.cat([unet(latents, 700, [context[half : half + 1] for context in contexts], trunk=trunk)
+                            for half in range(2)])
+    torch.testing.assert_close(resumed, expected, atol=0, rtol=0)
+    torch.testing.assert_close(halves, expected, atol=TOLERANCE if precision is None else 1e-2, rtol=0)
+
+
+def test_trunk_arguments_are_checked():
+    _, ours = _models(BASE_LIKE)
+    latents, gpt, t5, t5_mask = _guided_inputs(prompts=2)
+    trunk = ours.trunk(latents[:1], 5)
+    with pytest.raises(ValueError, match="not one of this UNet"):
+        ours(latents, 5, [gpt, t5], [None, t5_mask], trunk=trunk)
+    common = dict(in_channels=8, out_channels=8, block_out_channels=(16, 32), norm_groups=8, num_attention_heads=4)
+    attention_in_mid_block_only = AudioLDMUNet(attention_blocks=(False, False), cross_attention_dims=(16,), **common)
+    pooled = AudioLDMUNet(
+        attention_blocks=(False, True), cross_attention_dims=(16,), pooled_context_embedding=True, **common
+    )
+    for unet in (attention_in_mid_block_only, pooled):
+        assert unet.trunk_block is None
+        with pytest.raises(ValueError, match="no context-free trunk"):
+            unet.trunk(latents, 5)
+        with pytest.raises(ValueError, match="not one of this UNet"):
+            unet(latents, 5, [gpt[:2]], trunk=trunk)
 
 
 def test_precomputed_contexts_equal_raw_contexts_under_bf16_autocast():
