@@ -46,8 +46,9 @@ class UNetTrunk:
 
     Made by ``AudioLDMUNet.trunk`` for a sample and timestep, and passed to ``forward`` with that sample and
     timestep and any contexts: calls that differ only in their contexts (the two halves of classifier-free
-    guidance run as two calls) then compute it once. ``hidden`` (B, C, H, W): the input of the first transformer
-    that reads a context; ``skips``: the skip tensors made before it; ``temb`` (B, E): the time embedding.
+    guidance run as two calls) then compute it once. ``hidden`` (B, C, H, W), possibly channels-last: the input of
+    the first transformer that reads a context; ``skips``: the skip tensors made before it, each (B, C_i, H_i,
+    W_i); ``temb`` (B, E): the time embedding, in the sample's dtype.
     """
 
     hidden: torch.Tensor
@@ -253,7 +254,7 @@ class AudioLDMUNet(nn.Module):
         the pooled context embedding makes every layer read the text): where ``trunk`` ends."""
         if self.pooled_context_mlp is not None or not self.context_dims:
             return None
-        return next((index for index, block in enumerate(self.down_blocks) if block.attentions is not None), None)
+        return next((index for index, block in enumerate(self.down_blocks) if block.attentions), None)
 
     def _time_embedding(self, timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
         """(batch, time_embed_dim) embedding of a scalar or (batch,) ``timestep``."""
@@ -270,8 +271,8 @@ class AudioLDMUNet(nn.Module):
         """
         fork = self.trunk_block
         if fork is None:
-            raise ValueError("this UNet has no context-free trunk to share (no down block reads a context, or "
-                             "pooled_context_embedding is on)")
+            raise ValueError("this UNet has no context-free trunk to share (no context streams, no down block "
+                             "reads one, or pooled_context_embedding is on)")
         checkpoint = self.use_gradient_checkpointing
         temb = self._time_embedding(timestep, sample.shape[0], sample.device).to(sample.dtype)
         hidden = self.conv_in(_to_preferred_format(sample))
@@ -303,8 +304,8 @@ class AudioLDMUNet(nn.Module):
                 ``precompute_context`` of such tensors.
             context_masks: None, or one (B', M_i) mask per context (True/1 = attend) or None for "all valid".
                 Must be None with precomputed contexts (their masks are built in).
-            trunk: ``self.trunk(sample, timestep)``, or None: the layers before the first context read are then
-                not run again.
+            trunk: ``self.trunk(sample, timestep)`` for this sample and timestep, whose layers (those before the
+                first context read) are then not run again and ``timestep`` is not read; None runs them all.
 
         Returns:
             (B', C_out, H, W).
@@ -323,8 +324,13 @@ class AudioLDMUNet(nn.Module):
         if (pooled is None) != (self.pooled_context_mlp is None):
             raise ValueError("these PrecomputedContexts were built by another network (pooled embedding mismatch)")
         if trunk is not None:
-            if self.trunk_block is None or trunk.temb.shape[0] != batch:
-                raise ValueError(f"this trunk ({trunk.temb.shape[0]} rows) is not one of this UNet for this sample")
+            if self.trunk_block is None:
+                raise ValueError("this UNet has no context-free trunk, so it takes no trunk (pass trunk=None)")
+            if trunk.temb.shape[0] != batch or trunk.skips[0].shape[-2:] != sample.shape[-2:]:
+                raise ValueError(
+                    f"the trunk was made for a sample of {trunk.temb.shape[0]} rows and size "
+                    f"{tuple(trunk.skips[0].shape[-2:])}, not this one ({batch} rows, {tuple(sample.shape[-2:])})"
+                )
             temb = repeat_rows(trunk.temb, rows)
         else:
             temb = repeat_rows(self._time_embedding(timestep, batch, sample.device), rows)
@@ -341,10 +347,11 @@ class AudioLDMUNet(nn.Module):
         else:
             first_block, hidden, skips = self.trunk_block, trunk.hidden, list(trunk.skips)
         for index, block in enumerate(self.down_blocks[first_block:], start=first_block):
-            hidden = _to_preferred_format(hidden)
+            resumed = trunk is not None and index == first_block
+            if not resumed:  # a trunk's hidden is mid-block, in the layout the block's own layers left it
+                hidden = _to_preferred_format(hidden)
             hidden, block_skips = block(
-                hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint,
-                from_trunk=trunk is not None and index == first_block,
+                hidden, temb, entry_contexts, entry_masks, checkpoint=checkpoint, from_trunk=resumed
             )
             skips += block_skips
         # A shared sample is tiled where the first context is read (AttentionGroup); skips taken before that, or

@@ -181,12 +181,13 @@ class DownBlock(nn.Module):
         checkpoint: bool,
         from_trunk: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B, C_in, H, W) -> (B', C_out, H', W') and the skip tensors, one per ResNet plus the downsampled one.
+        """(B, C_in, H, W) (or (B, C_out, H, W) ``from_trunk``) -> (B', C_out, H', W') and the skip tensors, one
+        per ResNet plus the downsampled one.
 
         ``temb`` has the contexts' rows B', a tiling of the B sample rows (see ``AttentionGroup``), so its first
-        ``hidden.shape[0]`` rows belong to ``hidden`` before and after the tiling. ``from_trunk``: ``hidden`` (B,
-        C_out, H, W) is the output of ``trunk``, which ran the first ResNet and the transformers before the first
-        context reader; the block goes on from there.
+        ``hidden.shape[0]`` rows belong to ``hidden`` before and after the tiling. ``from_trunk``: ``hidden`` is
+        the output of ``trunk``, which ran the first ResNet and the transformers before the first context reader;
+        the block goes on from there.
         """
         skips = []
         for index, resnet in enumerate(self.resnets):

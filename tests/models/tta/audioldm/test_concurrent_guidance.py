@@ -68,16 +68,19 @@ def test_an_error_in_a_half_reaches_the_caller_and_the_threads_stop():
         if threading.current_thread().name.startswith("guidance-half"):
             raise ValueError("a half failed")
 
+    hook = denoiser.unet.mid_block.register_forward_pre_hook(fail_in_a_half)
     with pytest.raises(ValueError, match="a half failed"):
         with ConcurrentGuidance(denoiser.unet, contexts, masks) as halves:
             halves(latents, torch.tensor(500), 3.5)  # the warm-up, in this thread
             assert len(guidance_threads()) == 2
-            denoiser.unet.mid_block.register_forward_pre_hook(fail_in_a_half)
             halves(latents, torch.tensor(500), 3.5)  # fails inside the two threads
+    hook.remove()
     assert guidance_threads() == []
-    with pytest.raises(ValueError, match="timestep must be a scalar"):  # found by the shared layers, in this thread
+    with pytest.raises(ValueError, match="timestep must be a scalar"):
         with ConcurrentGuidance(denoiser.unet, contexts, masks) as halves:
-            halves(latents, torch.zeros(3), 3.5)
+            halves(latents, torch.tensor(500), 3.5)
+            halves(latents, torch.zeros(3), 3.5)  # found by the shared layers, before the threads start
+    assert guidance_threads() == []
 
 
 def test_it_applies_to_guided_cpu_sampling_with_two_threads_under_passive_waiting_only(monkeypatch):

@@ -6,12 +6,13 @@ inside, and linear and convolution layers on oneDNN-packed weights (``layers_pac
 checks.
 """
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 
 import pytest
 import torch
 from diffusers import AudioLDM2UNet2DConditionModel
 
+from models.tta.audioldm.sampling import weights_held_in
 from models.tta.audioldm.unet import AudioLDMUNet
 from models.tta.audioldm.unet_key_map import convert_diffusers_unet_state_dict, unet_kwargs_from_diffusers_config
 from modules.attention import Attention
@@ -122,11 +123,16 @@ def test_precomputed_contexts_and_shared_latent_match_diffusers(config, packed, 
         dict(attention_blocks=(True, True), cross_attention_dims=(None, 16, 32)),
         dict(attention_blocks=(False, True), cross_attention_dims=(16,)),
         dict(attention_blocks=(False, True, True), cross_attention_dims=(None, None, 16, 32), layers_per_block=1),
+        dict(attention_blocks=(False, True), cross_attention_dims=(None, 16, 32), transformer_layers_per_block=2),
     ],
-    ids=["audioldm2", "attention_from_block_0", "context_first", "two_self_attention_transformers"],
+    ids=["audioldm2", "attention_from_block_0", "context_first", "two_self_attention_transformers", "two_layers"],
 )
 @pytest.mark.parametrize("precision", [None, torch.bfloat16], ids=["fp32", "bf16"])
-def test_trunk_then_forward_equals_forward(layout, precision):
+@pytest.mark.parametrize("packed", [False, PACKED], ids=["unpacked", "packed"])
+# Width 4: the attention level's 8 x 2 map has 16 positions, as many as the block's input channels and fewer than
+# its output channels, so its input runs channels-last and its convolutions' outputs NCHW.
+@pytest.mark.parametrize("width", [8, 4])
+def test_trunk_then_forward_equals_forward(layout, precision, packed, width):
     torch.manual_seed(0)
     kwargs = dict(in_channels=8, out_channels=8, block_out_channels=(16, 32), norm_groups=8, num_attention_heads=4)
     kwargs.update(layout)
@@ -135,9 +141,15 @@ def test_trunk_then_forward_equals_forward(layout, precision):
     with torch.no_grad():
         for parameter in unet.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    latents = torch.randn(1, 8, 16, 8)
+    latents = torch.randn(1, 8, 16, width)
     contexts = [torch.randn(2, 5, dim) for dim in unet.context_dims]
-    with torch.no_grad(), torch.autocast("cpu", dtype=precision, enabled=precision is not None):
+    with torch.no_grad(), torch.autocast("cpu", dtype=precision, enabled=precision is not None), ExitStack() as stack:
+        if packed:  # as the sampling loop runs it: weights held in the autocast dtype, then packed
+            if precision is not None:
+                if not packing_supported(precision):
+                    pytest.skip("this PyTorch build has no oneDNN bf16 layers")
+                stack.enter_context(weights_held_in(unet, precision))
+            assert stack.enter_context(layers_packed(unet, precision or torch.float32)) > 0
         expected = unet(latents, 700, contexts)
         trunk = unet.trunk(latents, 700)
         resumed = unet(latents, 700, contexts, trunk=trunk)
@@ -151,8 +163,10 @@ def test_trunk_arguments_are_checked():
     _, ours = _models(BASE_LIKE)
     latents, gpt, t5, t5_mask = _guided_inputs(prompts=2)
     trunk = ours.trunk(latents[:1], 5)
-    with pytest.raises(ValueError, match="not one of this UNet"):
+    with pytest.raises(ValueError, match=r"made for a sample of 1 rows and size \(16, 8\), not this one \(2 rows"):
         ours(latents, 5, [gpt, t5], [None, t5_mask], trunk=trunk)
+    with pytest.raises(ValueError, match=r"size \(16, 8\), not this one \(1 rows, \(16, 4\)\)"):
+        ours(latents[:1, :, :, :4], 5, [gpt[:1], t5[:1]], [None, t5_mask[:1]], trunk=trunk)
     common = dict(in_channels=8, out_channels=8, block_out_channels=(16, 32), norm_groups=8, num_attention_heads=4)
     attention_in_mid_block_only = AudioLDMUNet(attention_blocks=(False, False), cross_attention_dims=(16,), **common)
     pooled = AudioLDMUNet(
@@ -162,7 +176,7 @@ def test_trunk_arguments_are_checked():
         assert unet.trunk_block is None
         with pytest.raises(ValueError, match="no context-free trunk"):
             unet.trunk(latents, 5)
-        with pytest.raises(ValueError, match="not one of this UNet"):
+        with pytest.raises(ValueError, match="takes no trunk"):
             unet(latents, 5, [gpt[:2]], trunk=trunk)
 
 
