@@ -2,7 +2,7 @@
 built-in debug UNet, the quickstart UNet and the full-size (AudioLDM, t5-base width) UNet.
 
     python benchmarks/bench_sampling.py [--steps 3] [--clip_steps 25] [--threads 2] [--sizes debug,quickstart,full]
-        [--output benchmarks/results/sampling.txt]
+        [--guidance default|compare] [--output benchmarks/results/sampling.txt]
 
 Random weights (speed does not depend on them) and random text states of 20 tokens stand in for the trained
 model and the text encoder. A "step" is one classifier-free-guided UNet call (batch 2: [negative, positive]) plus
@@ -10,10 +10,15 @@ the scheduler update on a 10 s latent (1000 mel frames -> 8 x 250 x 16); "per 10
 DPM-Solver++ steps plus the VAE decode of the configured stage-1 architecture (random weights); the vocoder is
 not included (Griffin-Lim / HiFi-GAN have their own benchmarks). The best of `--repeats` timings is reported
 with the machine's load average, since the machine may be shared.
+
+`--guidance compare` instead times, per size and precision, the guided step with the two halves batched in one
+UNet call and in two threads (`ConcurrentGuidance`, whatever OMP_WAIT_POLICY says), alternated over `--repeats`
+rounds, and reports the median of the per-round ratios batched / two threads.
 """
 
 import argparse
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -57,12 +62,30 @@ def bench_size(name: str, args: argparse.Namespace) -> list[str]:
     lines = [f"{name}: UNet {list(config.unet.block_out_channels)}, {parameters:.1f} M parameters, text width "
              f"{text_width}, latent {tuple(shape[1:])}, VAE {list(config.autoencoder.block_out_channels)}"]
 
-    def sample(steps: int, dtype: torch.dtype | None) -> torch.Tensor:
+    def sample(steps: int, dtype: torch.dtype | None, concurrent_guidance: bool | None = None) -> torch.Tensor:
         return sample_latents(
             denoiser, build_scheduler("dpmsolver++", config.diffusion.schedule), shape=shape, contexts=contexts,
             context_masks=masks, guidance_scale=3.0, num_inference_steps=steps,
             generator=torch.Generator().manual_seed(0), autocast_dtype=dtype, show_progress=False,
+            concurrent_guidance=concurrent_guidance,
         )
+
+    if args.guidance == "compare":
+        lines[0] += f"; layers shared by the halves: {'yes' if unet.trunk_block is not None else 'none'}"
+        for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            with torch.no_grad():
+                sample(1, dtype, False)
+                sample(1, dtype, True)
+                rounds = [
+                    [time_calls(lambda: sample(args.steps, dtype, concurrent), 1)[0].wall / args.steps
+                     for concurrent in (False, True)]
+                    for _ in range(args.repeats)
+                ]
+            batched, threads = (statistics.median(column) for column in zip(*rounds))
+            ratio = statistics.median(b / c for b, c in rounds)
+            lines.append(f"  {precision}: {batched:.3f} s per guided step batched, {threads:.3f} s in two threads "
+                         f"(medians of {args.repeats} alternated rounds): batched / two threads x{ratio:.3f}")
+        return lines
 
     with torch.no_grad():
         latents = sample(1, None)
@@ -85,12 +108,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="debug,full")
+    parser.add_argument("--guidance", choices=("default", "compare"), default="default",
+                        help="compare: time batched against two-thread guidance")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     header = [
         f"bench_sampling: torch {torch.__version__}, {describe_cpu()}, "
-        f"{args.threads} threads, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}",
+        f"{args.threads} threads, load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
     ]
     lines = header
     for name in args.sizes.split(","):

@@ -10,10 +10,11 @@ for both halves, run first, once, on all threads (``AudioLDMUNet.trunk``), as th
 On a 2-core AVX-512 EPYC under PASSIVE, the AudioLDM 2 base UNet's guided step ran x1.08-1.14 faster than the
 batched call (per-round medians of a 12-round run, fp32 / bf16 / bf16 weights; the "ours+...+concurrent" rows of
 benchmarks/results/unet_step.txt, session 15). With GNU libgomp's default policy (threads spin briefly before
-sleeping) it was x1.03-1.04 for that UNet, but x0.99-1.00 for the full AudioLDM UNet and x0.95 (bf16) to x1.02
-(fp32) for the quickstart's, which shares no layers (pooled text embedding); under ACTIVE x0.7 (an idle OpenMP
-thread spins without end and takes a core from the halves). So it is the sampling loop's default only where the
-environment says PASSIVE. GPUs keep the batched call.
+sleeping) it was x1.03-1.04 for that UNet, but x0.99-1.00 for the full AudioLDM UNet and x0.96 (bf16) to x1.01
+(fp32) for the quickstart's, which shares no layers (pooled text embedding; `benchmarks/bench_sampling.py
+--guidance compare`, results/sampling.txt); under ACTIVE x0.7 (an idle OpenMP thread spins without end and takes
+a core from the halves). So it is the sampling loop's default only where the environment says PASSIVE. GPUs keep
+the batched call.
 """
 
 import os
@@ -28,11 +29,14 @@ from models.tta.audioldm.unet import UNetTrunk
 from modules.transformer import PrecomputedContexts
 
 
-def concurrent_guidance_applies(device: torch.device, guidance_scale: float, has_contexts: bool) -> bool:
+def concurrent_guidance_applies(
+    device: torch.device, guidance_scale: float, has_contexts: bool, *, any_wait_policy: bool = False
+) -> bool:
     """True where ``ConcurrentGuidance`` is used by default: guided sampling with contexts on a CPU where torch
     runs at least two intra-op threads and the environment sets OMP_WAIT_POLICY=PASSIVE (read at call time;
-    libgomp reads it when it loads, so set it before starting Python)."""
-    sleeping = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    libgomp reads it when it loads, so set it before starting Python). ``any_wait_policy`` drops the last
+    condition (to measure the halves under other policies)."""
+    sleeping = any_wait_policy or os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
     return device.type == "cpu" and guidance_scale > 1.0 and has_contexts and torch.get_num_threads() >= 2 and sleeping
 
 
@@ -43,8 +47,9 @@ class ConcurrentGuidance:
     ``contexts`` and ``context_masks`` hold 2B rows, [negative, positive], as for ``Denoiser.guided_prediction``;
     each half's cross-attention keys and values are projected once here (``precompute_context``) under autocast to
     ``autocast_dtype`` (None: fp32), which the calls use too. Each thread computes with ``threads_per_half``
-    intra-op threads (default: the caller's ``torch.get_num_threads()`` shared out between them); the first call
-    runs both halves in the calling thread instead, one after the other, as a warm-up. Grad mode is off in the
+    intra-op threads (default: the caller's ``torch.get_num_threads()`` shared out between them), after the layers
+    both halves share (``AudioLDMUNet.trunk``, where the UNet has them) ran once in the calling thread; the first
+    call runs both halves in the calling thread instead, one after the other, as a warm-up. Grad mode is off in the
     threads: this is for sampling only. Use it as a context manager, or call ``close`` to stop the threads.
     """
 
@@ -111,22 +116,26 @@ class ConcurrentGuidance:
         with torch.no_grad(), self._autocast():
             return self.unet(latents, timestep, contexts, trunk=trunk)
 
-    def unet_outputs(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        """The UNet's outputs (2B, C, H, W), [negative, positive], for latents (B, C, H, W), as one batched call of
-        the UNet on both halves of the contexts would give them (up to summation order)."""
+    def _half_outputs(self, latents: torch.Tensor, timestep: torch.Tensor) -> list[torch.Tensor]:
+        """The negative and the positive outputs, each (B, C, H, W)."""
         trunk = self._trunk(latents, timestep)
         if not self._warmed_up:
             # The first call runs the halves one after the other here, on all threads: layers that prepare
             # something at their first call (packed layers reorder their weights) then do it once with every
             # thread, not twice at once with one thread each (an fp32 first step took 2.9 s instead of 4.3 s).
             self._warmed_up = True
-            return torch.cat([self._half(latents, timestep, half, trunk) for half in self.halves])
+            return [self._half(latents, timestep, half, trunk) for half in self.halves]
         calls = [self._pool.submit(self._half, latents, timestep, half, trunk) for half in self.halves]
-        return torch.cat([call.result() for call in calls])
+        return [call.result() for call in calls]
+
+    def unet_outputs(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """The UNet's outputs (2B, C, H, W), [negative, positive], for latents (B, C, H, W), as one batched call of
+        the UNet on both halves of the contexts would give them (up to summation order)."""
+        return torch.cat(self._half_outputs(latents, timestep))
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, guidance_scale: float) -> torch.Tensor:
         """The guided prediction (B, C, H, W) for latents (B, C, H, W) at ``timestep``."""
-        negative, positive = self.unet_outputs(latents, timestep).chunk(2)
+        negative, positive = self._half_outputs(latents, timestep)
         return Denoiser.combine_guidance(negative, positive, guidance_scale)
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Each distinct prompt (and the negative prompt) is encoded once per call, not once per step or per candidate;
 classifier-free guidance takes contexts ordered [negative, positive], as one batched UNet call per step, or on a
-CPU with two or more threads as two concurrent calls (`sample_latents`, `ConcurrentGuidance`). Initial
+CPU with two or more threads under OMP_WAIT_POLICY=PASSIVE as two concurrent calls (`sample_latents`,
+`ConcurrentGuidance`). Initial
 noise for all prompts and candidates is drawn up front from one seeded generator, prompt-major, so with a
 deterministic sampler (DDIM, PNDM, DPM-Solver++, UniPC, Euler) a prompt's audio depends on the seed and its
 position only, not on the batch size or on the other prompts' lengths (their text padding is masked).

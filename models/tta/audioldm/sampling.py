@@ -55,7 +55,7 @@ def sample_latents(
     autocast_dtype: torch.dtype | None = None,
     cast_weights_once: bool = True,
     pack_weights: bool = True,
-    concurrent_guidance: bool = True,
+    concurrent_guidance: bool | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -70,9 +70,9 @@ def sample_latents(
     precision, another summation order; not under autocast without `cast_weights_once`, where the weights stay
     fp32). The cross-attention keys and values of the contexts are projected once per run
     (`AudioLDMUNet.precompute_context`), not at every step. With guidance on a CPU running two or more intra-op
-    threads and OMP_WAIT_POLICY=PASSIVE, `concurrent_guidance` computes the negative and positive halves in
-    two threads after the layers they share (`ConcurrentGuidance`; another summation order), else guidance is
-    one batched UNet call.
+    threads and OMP_WAIT_POLICY=PASSIVE, the negative and positive halves run in two threads after the layers
+    they share (`ConcurrentGuidance`; another summation order), else guidance is one batched UNet call;
+    `concurrent_guidance` True uses the two threads under any OMP_WAIT_POLICY, False never.
     `on_step(index, timestep, model_input, prediction)`, if given, sees every step's UNet input (B, C, H, W: the
     variance-preserving x_t, whatever the scheduler's own scaling) and guided prediction, from which
     `Denoiser.clean_estimate` gives the step's clean-latent estimate (exact at integer timesteps; Euler's
@@ -98,7 +98,9 @@ def sample_latents(
             run_weights.enter_context(layers_packed(denoiser.unet, autocast_dtype or torch.float32))
         has_contexts = bool(denoiser.unet.context_dims)
         halves = None
-        if concurrent_guidance and concurrent_guidance_applies(device, guidance_scale, has_contexts):
+        if concurrent_guidance is not False and concurrent_guidance_applies(
+            device, guidance_scale, has_contexts, any_wait_policy=bool(concurrent_guidance)
+        ):
             halves = run_weights.enter_context(
                 ConcurrentGuidance(denoiser.unet, contexts, context_masks, autocast_dtype=autocast_dtype)
             )

@@ -99,6 +99,9 @@ def test_it_applies_to_guided_cpu_sampling_with_two_threads_under_passive_waitin
         assert not concurrent_guidance_applies(cpu, 1.0, has_contexts=True)
         assert not concurrent_guidance_applies(cpu, 3.5, has_contexts=False)
         assert not concurrent_guidance_applies(torch.device("cuda"), 3.5, has_contexts=True)
+        monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+        assert concurrent_guidance_applies(cpu, 3.5, has_contexts=True, any_wait_policy=True)
+        assert not concurrent_guidance_applies(cpu, 1.0, has_contexts=True, any_wait_policy=True)
         torch.set_num_threads(1)
         assert not concurrent_guidance_applies(cpu, 3.5, has_contexts=True)
     finally:
@@ -122,9 +125,15 @@ def test_sampling_runs_the_halves_concurrently_under_passive_and_matches_the_bat
 
     try:
         torch.set_num_threads(2)
-        concurrent = run(True)
+        concurrent = run(None)  # the default: two threads under PASSIVE
         concurrent_calls, calls[:] = list(calls), []
         batched = run(False)
+        batched_calls, calls[:] = list(calls), []
+        monkeypatch.delenv("OMP_WAIT_POLICY")
+        run(None)  # the default without PASSIVE: batched
+        default_calls, calls[:] = list(calls), []
+        run(True)  # forced: two threads whatever the policy
+        forced_calls = list(calls)
         # The threads' own counts did not leak: this thread and threads started afterwards keep the caller's.
         counts = []
         fresh = threading.Thread(target=lambda: counts.append(torch.get_num_threads()))
@@ -137,7 +146,8 @@ def test_sampling_runs_the_halves_concurrently_under_passive_and_matches_the_bat
     # The first step warms up in the calling thread; the other four run their halves in the two threads.
     assert concurrent_calls[:2] == ["MainThread"] * 2
     assert len(concurrent_calls) == 10 and all(name.startswith("guidance-half") for name in concurrent_calls[2:])
-    assert calls == ["MainThread"] * 5
+    assert batched_calls == default_calls == ["MainThread"] * 5
+    assert forced_calls[:2] == ["MainThread"] * 2 and all(name.startswith("guidance-half") for name in forced_calls[2:])
     assert guidance_threads() == []
     # As test_fast_sampling_equals_the_plain_loop_in_fp32: relative to the latents' size, summation order only.
     assert (concurrent - batched).abs().max() < 1e-5 * batched.abs().max()
