@@ -1,7 +1,7 @@
 """One guided UNet sampling step of AudioLDM 2 base at 10.24 s: our AudioLDMUNet against diffusers'.
 
     python benchmarks/bench_unet_step.py [--repeats 8] [--precision all] [--threads 2]
-        [--output benchmarks/results/unet_step.txt] [--compile]
+        [--output benchmarks/results/unet_step.txt] [--compile] [--breakdown]
 
 On a machine shared with other jobs, run it with OMP_WAIT_POLICY=PASSIVE in the environment: OpenMP threads
 that spin while waiting make every multi-threaded op many times slower once other processes take the cores.
@@ -33,6 +33,10 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
                        (`ConcurrentGuidance.unet_outputs`; another summation order)
 --compile adds, per precision (not bf16-weights), torch.compile of ours+cache+shared with Inductor's weight
 freezing, timed against diffusers and eager ours+cache+shared (its compile time, minutes, is reported too).
+--breakdown adds, per precision, where the time of diffusers' step and of ours+...+packed (the batched call the
+sampling loop makes without PASSIVE) goes: attention, linear, convolution, other ops and the time between ops, each
+part's GFLOP/s, and the ceiling of an exact step with that attention kernel, the linear and convolution layers at
+the measured matmul peak (`benchmarks/step_breakdown.py`).
 Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per
 step). Precisions:
   fp32           fp32 weights, no autocast
@@ -67,9 +71,9 @@ import diffusers  # noqa: E402  (after the repo root is on sys.path)
 import torch  # noqa: E402
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from diffusers import AudioLDM2UNet2DConditionModel  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
 from benchmarks.machine import describe_cpu  # noqa: E402
+from benchmarks.step_breakdown import breakdown_lines, flop_parts  # noqa: E402
 from models.tta.audioldm.concurrent_guidance import ConcurrentGuidance  # noqa: E402
 from models.tta.audioldm.sampling import weights_held_in  # noqa: E402
 from models.tta.audioldm.unet import AudioLDMUNet  # noqa: E402
@@ -85,6 +89,7 @@ LATENT_SHAPE = (8, 256, 16)
 GPT2_SHAPE = (8, 768)
 T5_SHAPE = (20, 1024)
 NEGATIVE_T5_TOKENS = 6
+BREAKDOWN_REPEATS = 5
 TIMESTEP = 500
 BASE_CONFIG = dict(
     sample_size=LATENT_SHAPE[1],
@@ -196,32 +201,15 @@ def time_alternated(
     return walls, cpus, outputs
 
 
-def count_flops(reference, ours, inputs) -> dict[str, float]:
-    """FLOPs of one step: FlopCounterMode's default count, and with the attention products added.
+def count_flops(reference, ours, inputs) -> dict[str, dict[str, float]]:
+    """FLOPs of one step per part (`step_breakdown.flop_parts`) for diffusers, ours+cache and ours+cache+shared.
 
     On CPU, `scaled_dot_product_attention` runs `_scaled_dot_product_flash_attention_for_cpu`, which
-    FlopCounterMode does not know: its default count holds the convolutions and linear layers only.
+    FlopCounterMode does not know: its default count holds the convolutions and linear layers only, the
+    "attention" part adds the kernel's two products.
     """
-
-    def cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-    counts = {}
     calls = step_calls(reference, ours, inputs, None)
-    with torch.inference_mode():
-        for name in ("diffusers", "ours+cache", "ours+cache+shared"):
-            plain = FlopCounterMode(display=False)
-            with plain:
-                calls[name]()
-            with_attention = FlopCounterMode(
-                display=False,
-                custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_flash_flops},
-            )
-            with with_attention:
-                calls[name]()
-            counts[name] = plain.get_total_flops()
-            counts[name + " with attention"] = with_attention.get_total_flops()
-    return counts
+    return {name: flop_parts(calls[name]) for name in ("diffusers", "ours+cache", "ours+cache+shared")}
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (2048, 4096), repeats: int = 10) -> tuple[float, float]:
@@ -302,6 +290,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "unet_step.txt")
     parser.add_argument("--compile", action="store_true", help="also try torch.compile on our fast path (slow)")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also profile diffusers' and our batched step by part, with ceilings"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # diffusers warns on `.to(torch.bfloat16)` of a model built from a config; the conversion is what we want.
@@ -313,6 +304,10 @@ def main() -> None:
     inputs = build_inputs()
     parameters = sum(parameter.numel() for parameter in ours.parameters())
     flops = count_flops(reference, ours, inputs)
+    # FlopCounterMode's own count (no attention) and the count with the attention products, in GFLOPs.
+    counted = {name: (sum(parts.values()) - parts["attention"]) / 1e9 for name, parts in flops.items()}
+    with_attention = {name: sum(parts.values()) / 1e9 for name, parts in flops.items()}
+    step_flops = with_attention["diffusers"] * 1e9
     precisions = PRECISIONS if args.precision == "all" else (args.precision,)
     # Only the peaks the chosen precisions report against: without bf16 units, a 4096^3 bf16 matmul is emulated
     # and the bf16 peak alone takes over 15 minutes.
@@ -338,12 +333,12 @@ def main() -> None:
         "negative prompt",
         "",
         "FLOPs per step (FlopCounterMode):",
-        f"  diffusers: {flops['diffusers'] / 1e9:.1f} GFLOPs counted by default (convolutions and linear layers; "
-        f"the CPU attention kernel is not counted), {flops['diffusers with attention'] / 1e9:.1f} GFLOPs with the "
+        f"  diffusers: {counted['diffusers']:.1f} GFLOPs counted by default (convolutions and linear layers; "
+        f"the CPU attention kernel is not counted), {with_attention['diffusers']:.1f} GFLOPs with the "
         "attention products",
-        f"  ours+cache: {flops['ours+cache'] / 1e9:.1f} / {flops['ours+cache with attention'] / 1e9:.1f} GFLOPs "
+        f"  ours+cache: {counted['ours+cache']:.1f} / {with_attention['ours+cache']:.1f} GFLOPs "
         "(context keys/values projected once per run, outside the step); ours+cache+shared: "
-        f"{flops['ours+cache+shared'] / 1e9:.1f} / {flops['ours+cache+shared with attention'] / 1e9:.1f} GFLOPs "
+        f"{counted['ours+cache+shared']:.1f} / {with_attention['ours+cache+shared']:.1f} GFLOPs "
         "(and the layers before the first cross-attention run on one row)",
         f"matmul peak (2048^3 and 4096^3, best of 10 each): {peak_text}",
         "GFLOP/s = diffusers' FLOPs with attention (the same work for every call) / median wall time; % peak = those "
@@ -372,18 +367,28 @@ def main() -> None:
                 )
             calls = step_calls(reference, ours, inputs, dtype, ours_cast, ours_packed, concurrent)
             walls, cpus, outputs = time_alternated(calls, dtype, args.repeats, args.warmup)
+            breakdown = []
+            if args.breakdown:
+                breakdown = breakdown_lines(
+                    {
+                        "diffusers": (calls["diffusers"], reference),
+                        "ours+...+packed": (calls["ours+...+packed"], ours_packed),
+                    },
+                    {"diffusers": flops["diffusers"], "ours+...+packed": flops["ours+cache+shared"]},
+                    lambda: autocast(dtype),
+                    peaks[precision][0],
+                    statistics.median(walls["diffusers"]),
+                    BREAKDOWN_REPEATS,
+                )
         del ours_cast, ours_packed, concurrent
         label = f"{precision}, {args.repeats} rounds (medians; x = diffusers / ours, median of the per-round ratios)"
-        lines += report_precision(
-            label, walls, cpus, outputs, flops["diffusers with attention"], peaks[precision][1]
-        )
+        lines += report_precision(label, walls, cpus, outputs, step_flops, peaks[precision][1])
+        lines += breakdown
         if "ours+...+cast-once" in outputs:
             difference = (outputs["ours+...+cast-once"] - outputs["ours+cache+shared"]).abs().max().item()
             lines.append(f"  ours+...+cast-once vs ours+cache+shared (autocast's casts): max|diff| {difference:.1e}")
         if args.compile and precision != "bf16-weights":
-            lines += compile_trial(
-                reference, ours, inputs, dtype, args.repeats, flops["diffusers with attention"], peaks[precision][1]
-            )
+            lines += compile_trial(reference, ours, inputs, dtype, args.repeats, step_flops, peaks[precision][1])
         lines.append("")
     load_after = os.getloadavg()
     lines.append(
