@@ -35,8 +35,9 @@ Calls, timed in turn (A B C D A B C D ...) after a warm-up, in one process:
 freezing, timed against diffusers and eager ours+cache+shared (its compile time, minutes, is reported too).
 --breakdown adds, per precision, where the time of diffusers' step and of ours+...+packed (the batched call the
 sampling loop makes without PASSIVE) goes: attention, linear, convolution, other ops and the time between ops, each
-part's GFLOP/s, and the ceiling of an exact step with that attention kernel, the linear and convolution layers at
-the measured matmul peak (`benchmarks/step_breakdown.py`).
+part's GFLOP/s, and the ceiling of an exact step with that attention kernel: the linear and convolution layers at
+the fastest rate the run showed (the measured matmul peak, or the step's own layers where faster), the rest as
+profiled (`benchmarks/step_breakdown.py`).
 Every call runs under `torch.inference_mode` and its own autocast region (the sampling loop enters autocast per
 step). Precisions:
   fp32           fp32 weights, no autocast
@@ -56,6 +57,7 @@ measured part above it.
 import argparse
 import contextlib
 import copy
+import functools
 import os
 import statistics
 import sys
@@ -375,18 +377,17 @@ def main() -> None:
                         "ours+...+packed": (calls["ours+...+packed"], ours_packed),
                     },
                     {"diffusers": flops["diffusers"], "ours+...+packed": flops["ours+cache+shared"]},
-                    lambda: autocast(dtype),
+                    functools.partial(autocast, dtype),
                     peaks[precision][0],
-                    statistics.median(walls["diffusers"]),
                     BREAKDOWN_REPEATS,
                 )
         del ours_cast, ours_packed, concurrent
         label = f"{precision}, {args.repeats} rounds (medians; x = diffusers / ours, median of the per-round ratios)"
         lines += report_precision(label, walls, cpus, outputs, step_flops, peaks[precision][1])
-        lines += breakdown
         if "ours+...+cast-once" in outputs:
             difference = (outputs["ours+...+cast-once"] - outputs["ours+cache+shared"]).abs().max().item()
             lines.append(f"  ours+...+cast-once vs ours+cache+shared (autocast's casts): max|diff| {difference:.1e}")
+        lines += breakdown
         if args.compile and precision != "bf16-weights":
             lines += compile_trial(reference, ours, inputs, dtype, args.repeats, step_flops, peaks[precision][1])
         lines.append("")

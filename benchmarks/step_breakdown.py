@@ -30,14 +30,35 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from modules.packed_layers import PackedConv2d, PackedLinear
 
 PARTS = ("attention", "linear", "convolution", "other")
-MATMUL_OPS = frozenset({"addmm", "mm", "bmm", "baddbmm", "matmul"})
+PRODUCT_PARTS = ("attention", "linear", "convolution")  # the parts FlopCounterMode counts FLOPs for
 LAYER_MARKS = {"layer: linear": (nn.Linear, PackedLinear), "layer: convolution": (nn.Conv2d, PackedConv2d)}
+# Op names (without the namespace) of each product part: the dispatcher's names (the profiler's events) and
+# FlopCounterMode's packets. Exact names: "upsample_linear1d" is not a linear layer, "_convert_..." no convolution.
+OPS = {
+    "attention": frozenset({
+        "scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math",
+        "_flash_attention_forward", "_efficient_attention_forward",
+    }),
+    "linear": frozenset({
+        "linear", "_linear_pointwise", "mkldnn_linear", "addmm", "_addmm_activation", "mm", "bmm", "baddbmm",
+        "matmul", "addmv", "mv", "einsum",
+    }),
+    "convolution": frozenset({
+        "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "convolution", "_convolution",
+        "mkldnn_convolution", "_convolution_pointwise", "_slow_conv2d_forward", "cudnn_convolution",
+    }),
+}
 
 
 @contextlib.contextmanager
 def layers_marked(model: nn.Module) -> Iterator[None]:
     """Mark every linear and convolution layer's call inside ``model`` as one profiler range ("layer: linear",
-    "layer: convolution") until the block ends."""
+    "layer: convolution") until the block ends. For calls made by one thread: the ranges are one stack.
+
+    A layer that raises still closes its range; the hooks are removed on exit, also on errors.
+    """
     open_ranges = []
 
     def opener(mark: str) -> Callable:
@@ -54,12 +75,15 @@ def layers_marked(model: nn.Module) -> Iterator[None]:
     for module in model.modules():
         for mark, layer_types in LAYER_MARKS.items():
             if isinstance(module, layer_types):
-                handles += [module.register_forward_pre_hook(opener(mark)), module.register_forward_hook(close)]
+                handles.append(module.register_forward_pre_hook(opener(mark)))
+                handles.append(module.register_forward_hook(close, always_call=True))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+        while open_ranges:  # a pre-hook ran but its layer never reached its forward hook
+            open_ranges.pop().__exit__(None, None, None)
 
 
 def op_part(name: str) -> str:
@@ -69,13 +93,7 @@ def op_part(name: str) -> str:
         return name.removeprefix("layer: ")
     pieces = name.replace("::", ".").split(".")
     short = pieces[1] if len(pieces) > 1 else pieces[0]
-    if "scaled_dot_product" in short or "flash_attention" in short:
-        return "attention"
-    if "conv" in short:
-        return "convolution"
-    if "linear" in short or short in MATMUL_OPS:
-        return "linear"
-    return "other"
+    return next((part for part, names in OPS.items() if short in names), "other")
 
 
 def cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -126,8 +144,15 @@ def profile_parts(
 
 def ceiling_seconds(parts: dict[str, float], flops: dict[str, float], peak: float) -> float:
     """The step with linear and convolution at ``peak`` FLOP/s (or as measured where faster), the rest as measured."""
-    products = sum(min(parts[name], flops[name] / peak) for name in ("linear", "convolution"))
+    products = sum(min(parts[part], flops[part] / peak) for part in ("linear", "convolution"))
     return parts["attention"] + parts["other"] + parts["between ops"] + products
+
+
+def part_rates(parts: dict[str, float], flops: dict[str, float]) -> dict[str, float | None]:
+    """FLOP/s of each product part: its FLOPs over its seconds; None where either is zero (FLOPs are filed by op,
+    times by the outermost marked layer, so a part can hold FLOPs without time, e.g. a matmul inside a convolution
+    layer)."""
+    return {part: flops[part] / parts[part] if flops[part] and parts[part] > 0 else None for part in PRODUCT_PARTS}
 
 
 def breakdown_lines(
@@ -135,25 +160,22 @@ def breakdown_lines(
     flops: dict[str, dict[str, float]],
     autocast: Callable[[], object],
     peak: float,
-    reference_step: float,
     repeats: int,
 ) -> list[str]:
-    """Report rows: each call's profiled parts with the parts' GFLOP/s, and each call's ceiling.
+    """Report rows: each call's profiled parts with the product parts' GFLOP/s, and each call's ceiling.
 
     ``calls`` and ``flops`` share their keys (``calls[name]``: the call and the module it runs; ``flops[name]``:
-    `flop_parts` of an unpacked call doing the same work); ``peak``: the matmul peak in FLOP/s per wall second;
-    ``reference_step``: diffusers' median unprofiled step, against which the ceilings give the largest speed-up an
-    exact step could reach.
+    `flop_parts` of an unpacked call doing the same work); the first call is the reference: "x max" is its profiled
+    step over each ceiling (both profiled, so the profiler's own cost is on both sides), the largest speed-up over
+    it an exact step could reach. ``peak``: the matmul peak in FLOP/s per wall second.
     """
     measured = {name: profile_parts(call, model, autocast, repeats) for name, (call, model) in calls.items()}
-    rates = {
-        name: {part: flops[name][part] / parts[part] if flops[name][part] else None for part in PARTS}
-        for name, parts in measured.items()
-    }
+    rates = {name: part_rates(parts, flops[name]) for name, parts in measured.items()}
     # The fastest products this CPU demonstrably runs: the square matmul, or a step's layers where faster.
     product_peak = max(
         [peak] + [rate[part] for rate in rates.values() for part in ("linear", "convolution") if rate[part]]
     )
+    reference = next(iter(measured))
     header = "".join(f"{name:>13}" for name in (*PARTS, "between ops", "step"))
     lines = [
         f"  where the time goes (torch.profiler, median of {repeats} profiled calls each; profiling adds a little "
@@ -163,13 +185,13 @@ def breakdown_lines(
     for name, parts in measured.items():
         ceiling = ceiling_seconds(parts, flops[name], product_peak)
         cells = "".join(f"{parts[part]:13.3f}" for part in (*PARTS, "between ops", "step"))
-        lines.append(f"  {name:<19}{cells}{ceiling:10.3f}{reference_step / ceiling:9.2f}")
+        lines.append(f"  {name:<19}{cells}{ceiling:10.3f}{measured[reference]['step'] / ceiling:9.2f}")
         rate_cells = "".join(f"{'-':>13}" if rate is None else f"{rate / 1e9:13.0f}" for rate in rates[name].values())
         lines.append(f"  {'':<19}{rate_cells}")
     lines.append(
         f"  ceiling: attention, other and between ops as measured, linear and convolution FLOPs at "
         f"{product_peak / 1e9:.0f} GFLOP/s (the matmul peak, {peak / 1e9:.0f} GFLOP/s wall, or the fastest layers "
-        f"above where faster); x max: diffusers' median step ({reference_step:.3f} s) / ceiling, the largest "
-        "speed-up an exact step with that attention could reach"
+        f"above where faster); x max: {reference}'s profiled step / ceiling, the largest speed-up over it an exact "
+        "step with that attention kernel could reach"
     )
     return lines

@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torch.utils.flop_counter import FlopCounterMode
+
 from benchmarks.step_breakdown import (
     PARTS,
     breakdown_lines,
@@ -14,6 +16,7 @@ from benchmarks.step_breakdown import (
     flop_parts,
     layers_marked,
     op_part,
+    part_rates,
     profile_parts,
 )
 from modules.packed_layers import NARROW_MAP_WIDTH, layers_packed, packing_supported
@@ -51,6 +54,10 @@ class TinyStep(torch.nn.Module):
         ("aten::group_norm", "other"),
         ("aten::add_", "other"),
         ("aten::mul", "other"),
+        ("aten::upsample_linear1d", "other"),
+        ("aten::_convert_indices_from_coo_to_csr", "other"),
+        ("aten::einsum", "linear"),
+        ("aten::_efficient_attention_forward", "attention"),
         ("layer: linear", "linear"),
         ("layer: convolution", "convolution"),
     ],
@@ -71,6 +78,16 @@ def test_flop_parts_counts_each_part_exactly():
     assert flops["other"] == 0
 
 
+def test_flop_parts_without_attention_is_the_counters_own_total():
+    torch.manual_seed(0)
+    model, sample = TinyStep(), torch.randn(2, 16, 8, 4)
+    flops = flop_parts(lambda: model(sample))
+    plain = FlopCounterMode(display=False)
+    with plain, torch.inference_mode():
+        model(sample)
+    assert sum(flops.values()) - flops["attention"] == plain.get_total_flops()
+
+
 def test_profile_parts_times_every_part_within_the_step():
     torch.manual_seed(0)
     model, sample = TinyStep(), torch.randn(2, 16, 8, 4)
@@ -88,29 +105,44 @@ def test_ceiling_runs_only_the_products_at_the_peak_and_never_slows_a_faster_par
     assert ceiling_seconds(parts, flops, peak=400e9) == pytest.approx(0.3 + 0.25 + 0.2 + 0.1 + 0.05)
 
 
-def test_breakdown_lines_report_every_call_with_its_rates():
+def test_part_rates_skip_parts_without_flops_or_time():
+    parts = {"attention": 0.5, "linear": 0.0, "convolution": 0.25, "other": 0.1}
+    flops = {"attention": 0.0, "linear": 10e9, "convolution": 50e9, "other": 0.0}
+    assert part_rates(parts, flops) == {"attention": None, "linear": None, "convolution": 200e9}
+
+
+def test_breakdown_lines_report_every_call_against_the_first():
     torch.manual_seed(0)
     model, sample = TinyStep(), torch.randn(2, 16, 8, 4)
-    call = lambda: model(sample)  # noqa: E731
+
+    def call():
+        return model(sample)
+
     lines = breakdown_lines(
-        {"model": (call, model)},
-        {"model": flop_parts(call)},
+        {"reference": (call, model), "same": (call, model)},
+        {"reference": flop_parts(call), "same": flop_parts(call)},
         contextlib.nullcontext,
         peak=1e11,
-        reference_step=1.0,
         repeats=2,
     )
-    row = next(line for line in lines if line.strip().startswith("model"))
-    assert len(row.split()) == 1 + len(PARTS) + 2 + 2
-    rates = lines[lines.index(row) + 1].split()
-    assert rates[-1] == "-" and len(rates) == len(PARTS)
+    rows = [line.split() for line in lines if line.strip().startswith(("reference", "same"))]
+    assert [row[0] for row in rows] == ["reference", "same"]
+    assert all(len(row) == 1 + len(PARTS) + 2 + 2 for row in rows)
+    rates = lines[lines.index(next(line for line in lines if line.strip().startswith("reference"))) + 1].split()
+    assert len(rates) == 3 and all(float(rate) > 0 for rate in rates)
+    assert "x max: reference's profiled step / ceiling" in lines[-1]
 
 
-def marked_parts(model: torch.nn.Module, sample: torch.Tensor) -> list[str]:
-    """The parts of the top-level events of one profiled call of ``model`` with its layers marked."""
+def marked_events(model: torch.nn.Module, sample: torch.Tensor) -> list:
+    """The top-level events of one profiled call of ``model`` with its layers marked."""
     with layers_marked(model), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
         model(sample)
-    return [op_part(event.name) for event in profiler.events() if event.cpu_parent is None]
+    return [event for event in profiler.events() if event.cpu_parent is None]
+
+
+def descendants(event) -> list[str]:
+    """The names of every event under ``event``."""
+    return [name for child in event.cpu_children for name in (child.name, *descendants(child))]
 
 
 @pytest.mark.skipif(not packing_supported(torch.float32), reason="oneDNN packing unavailable")
@@ -119,9 +151,13 @@ def test_a_packed_convolution_on_a_narrow_map_counts_as_convolution_whatever_ops
     model, sample = TinyStep(), torch.randn(2, 16, 8, NARROW_MAP_WIDTH)
     with torch.no_grad(), layers_packed(model) as swapped:
         assert swapped == 2
-        parts = marked_parts(model, sample)
+        events = marked_events(model, sample)
+    parts = [op_part(event.name) for event in events]
     # The narrow-map path's gather and matrix product are inside the convolution's range, not a second "linear".
     assert parts.count("convolution") == 1 and parts.count("linear") == 1 and parts.count("attention") == 1
+    convolution = events[parts.index("convolution")]
+    assert "mkldnn::_linear_pointwise" in descendants(convolution)
+    assert "mkldnn::_convolution_pointwise" not in descendants(convolution)
 
 
 def test_layers_marked_removes_its_hooks():
@@ -129,3 +165,21 @@ def test_layers_marked_removes_its_hooks():
     with layers_marked(model):
         assert model.conv._forward_pre_hooks and model.linear._forward_hooks
     assert not model.conv._forward_pre_hooks and not model.linear._forward_hooks
+
+
+class FailingLinear(torch.nn.Linear):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("broken layer")
+
+
+def test_a_layer_that_raises_leaves_no_hooks_and_later_ranges_stay_top_level():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), FailingLinear(4, 4))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        with pytest.raises(RuntimeError, match="broken layer"), layers_marked(model):
+            model(torch.randn(2, 4))
+        # A range left open would hold everything profiled after it.
+        with layers_marked(model[0]):
+            model[0](torch.randn(2, 4))
+    marks = [event for event in profiler.events() if event.name == "layer: linear"]
+    assert len(marks) == 3 and all(event.cpu_parent is None for event in marks)
+    assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in model)
