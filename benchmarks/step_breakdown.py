@@ -31,6 +31,7 @@ from modules.packed_layers import PackedConv2d, PackedLinear
 
 PARTS = ("attention", "linear", "convolution", "other")
 PRODUCT_PARTS = ("attention", "linear", "convolution")  # the parts FlopCounterMode counts FLOPs for
+LAYER_PARTS = ("linear", "convolution")  # the parts a ceiling runs at the peak
 LAYER_MARKS = {"layer: linear": (nn.Linear, PackedLinear), "layer: convolution": (nn.Conv2d, PackedConv2d)}
 # Op names (without the namespace) of each product part: the dispatcher's names (the profiler's events) and
 # FlopCounterMode's packets. Exact names: "upsample_linear1d" is not a linear layer, "_convert_..." no convolution.
@@ -57,7 +58,7 @@ def layers_marked(model: nn.Module) -> Iterator[None]:
     """Mark every linear and convolution layer's call inside ``model`` as one profiler range ("layer: linear",
     "layer: convolution") until the block ends. For calls made by one thread: the ranges are one stack.
 
-    A layer that raises still closes its range; the hooks are removed on exit, also on errors.
+    A layer that raises still closes its range (``always_call``); the hooks are removed on exit, also on errors.
     """
     open_ranges = []
 
@@ -82,8 +83,6 @@ def layers_marked(model: nn.Module) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
-        while open_ranges:  # a pre-hook ran but its layer never reached its forward hook
-            open_ranges.pop().__exit__(None, None, None)
 
 
 def op_part(name: str) -> str:
@@ -144,7 +143,7 @@ def profile_parts(
 
 def ceiling_seconds(parts: dict[str, float], flops: dict[str, float], peak: float) -> float:
     """The step with linear and convolution at ``peak`` FLOP/s (or as measured where faster), the rest as measured."""
-    products = sum(min(parts[part], flops[part] / peak) for part in ("linear", "convolution"))
+    products = sum(min(parts[part], flops[part] / peak) for part in LAYER_PARTS)
     return parts["attention"] + parts["other"] + parts["between ops"] + products
 
 
@@ -173,7 +172,7 @@ def breakdown_lines(
     rates = {name: part_rates(parts, flops[name]) for name, parts in measured.items()}
     # The fastest products this CPU demonstrably runs: the square matmul, or a step's layers where faster.
     product_peak = max(
-        [peak] + [rate[part] for rate in rates.values() for part in ("linear", "convolution") if rate[part]]
+        [peak] + [rate[part] for rate in rates.values() for part in LAYER_PARTS if rate[part]]
     )
     reference = next(iter(measured))
     header = "".join(f"{name:>13}" for name in (*PARTS, "between ops", "step"))

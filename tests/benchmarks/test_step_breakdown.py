@@ -172,14 +172,15 @@ class FailingLinear(torch.nn.Linear):
         raise RuntimeError("broken layer")
 
 
-def test_a_layer_that_raises_leaves_no_hooks_and_later_ranges_stay_top_level():
+def test_a_layer_that_raises_closes_its_range_at_once_and_the_hooks_go():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), FailingLinear(4, 4))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
-        with pytest.raises(RuntimeError, match="broken layer"), layers_marked(model):
-            model(torch.randn(2, 4))
-        # A range left open would hold everything profiled after it.
-        with layers_marked(model[0]):
-            model[0](torch.randn(2, 4))
+        with layers_marked(model):
+            with pytest.raises(RuntimeError, match="broken layer"):
+                model(torch.randn(2, 4))
+            # Still inside the marks: a range left open would hold this op.
+            torch.ones(3).mul_(2)
+    assert [event.cpu_parent for event in profiler.events() if event.name == "aten::mul_"] == [None]
     marks = [event for event in profiler.events() if event.name == "layer: linear"]
-    assert len(marks) == 3 and all(event.cpu_parent is None for event in marks)
+    assert len(marks) == 2 and all(event.cpu_parent is None for event in marks)
     assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in model)

@@ -323,8 +323,9 @@ class AudioLDMUNet(nn.Module):
             raise ValueError(f"the contexts' {rows} rows are not a multiple of the sample's {batch}")
         if (pooled is None) != (self.pooled_context_mlp is None):
             raise ValueError("these PrecomputedContexts were built by another network (pooled embedding mismatch)")
+        fork = None if trunk is None else self.trunk_block
         if trunk is not None:
-            if self.trunk_block is None:
+            if fork is None:
                 raise ValueError("this UNet has no context-free trunk, so it takes no trunk (pass trunk=None)")
             if trunk.temb.shape[0] != batch or trunk.skips[0].shape[-2:] != sample.shape[-2:]:
                 raise ValueError(
@@ -345,7 +346,7 @@ class AudioLDMUNet(nn.Module):
             first_block, hidden = 0, self.conv_in(_to_preferred_format(sample))
             skips = [hidden]
         else:
-            first_block, hidden, skips = self.trunk_block, trunk.hidden, list(trunk.skips)
+            first_block, hidden, skips = fork, trunk.hidden, list(trunk.skips)
         for index, block in enumerate(self.down_blocks[first_block:], start=first_block):
             resumed = trunk is not None and index == first_block
             if not resumed:  # a trunk's hidden is mid-block, in the layout the block's own layers left it
